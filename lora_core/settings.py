@@ -1,0 +1,95 @@
+"""The one configuration object, read from `LORA_*` environment variables and an optional `.env` file."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+DATASET_FORMATS: tuple[str, ...] = ("brightrun_lora_v4", "brightrun_lora_v3", "openai_chat")
+DEFAULT_FORMAT = "brightrun_lora_v4"
+
+
+class Settings(BaseSettings):
+    """Everything deployment-specific. AWS credentials come from boto3's usual chain, not from here."""
+
+    model_config = SettingsConfigDict(env_prefix="LORA_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default is a SQLite file under data_dir."
+    )
+    storage: Literal["local", "s3"] = "local"
+    s3_bucket: str = "lora-datasets"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_create_bucket: bool = Field(
+        default=False, description="Create the bucket at start if it is missing (handy for MinIO and moto)."
+    )
+    max_upload_bytes: int = Field(default=500 * MIB, gt=0)
+    upload_url_ttl_seconds: int = Field(default=3600, gt=0)
+    download_url_ttl_seconds: int = Field(default=900, gt=0)
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    sweep_lease_seconds: int = Field(default=600, gt=0, description="How long a claim holds before another process may take it.")
+    sweep_max_attempts: int = Field(default=3, gt=0, description="Claims of one dataset before it is failed for good.")
+    storage_retries: int = Field(default=3, ge=0, description="Retries of a transient storage error within one validation.")
+    context_limit: int = Field(default=2048, gt=0)
+    line_limit_bytes: int = Field(default=16 * MIB, gt=0)
+    decompressed_limit_bytes: int | None = Field(
+        default=None, description="Cap on gzip-decompressed size; default 4x max_upload_bytes."
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="HMAC key for local upload/download tokens; generated once into data_dir when unset.",
+    )
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8501", description="Where browsers reach this app; used in local storage URLs."
+    )
+    auth_mode: Literal["local", "oidc", "proxy"] = "local"
+    local_user_id: str = "local-user"
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    proxy_user_header: str = "X-Forwarded-Email"
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'lora.db').resolve()}"
+
+    @property
+    def effective_decompressed_limit_bytes(self) -> int:
+        return self.decompressed_limit_bytes or 4 * self.max_upload_bytes
+
+    @property
+    def storage_root(self) -> Path:
+        return self.data_dir / "objects"
+
+    def effective_secret_key(self) -> bytes:
+        """The configured key, or one generated on first use and kept in data_dir so restarts keep URLs valid."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(secrets.token_hex(32))
+            tmp.chmod(0o600)
+            tmp.replace(path)
+        return path.read_text().strip().encode()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Process-wide settings; tests build their own `Settings(...)` and pass it in instead."""
+    return Settings()
