@@ -36,9 +36,13 @@ class Settings(BaseSettings):
     upload_url_ttl_seconds: int = Field(default=3600, gt=0)
     download_url_ttl_seconds: int = Field(default=900, gt=0)
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
-    sweep_lease_seconds: int = Field(default=600, gt=0, description="How long a claim holds before another process may take it.")
+    sweep_lease_seconds: int = Field(
+        default=600, gt=0, description="How long a claim holds before another process may take it."
+    )
     sweep_max_attempts: int = Field(default=3, gt=0, description="Claims of one dataset before it is failed for good.")
-    storage_retries: int = Field(default=3, ge=0, description="Retries of a transient storage error within one validation.")
+    storage_retries: int = Field(
+        default=3, ge=0, description="Retries of a transient storage error within one validation."
+    )
     context_limit: int = Field(default=2048, gt=0)
     line_limit_bytes: int = Field(default=16 * MIB, gt=0)
     decompressed_limit_bytes: int | None = Field(
