@@ -1,0 +1,58 @@
+"""Errors of the use cases, as data: a code a program can match, a message a person can read, per-field details."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    message: str
+    code: str = "invalid"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message, "code": self.code}
+
+
+@dataclass
+class ServiceError(Exception):
+    """Base of every error a page or route may show to the user as it is."""
+
+    message: str
+    details: list[FieldProblem] = field(default_factory=list)
+    code: str = "error"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class InvalidInput(ServiceError):
+    code: str = "invalid_input"
+
+
+@dataclass
+class NotFound(ServiceError):
+    """Also for what exists but is someone else's: we never reveal that it exists."""
+
+    code: str = "not_found"
+
+
+@dataclass
+class Conflict(ServiceError):
+    """The request is fine but the dataset is in the wrong state for it."""
+
+    code: str = "conflict"
+
+
+@dataclass
+class UploadRejected(ServiceError):
+    """Confirming an upload failed its checks; the dataset has been moved to `error` with this message."""
+
+    code: str = "upload_rejected"
+
+
+@dataclass
+class StorageUnavailable(ServiceError):
+    code: str = "storage_unavailable"

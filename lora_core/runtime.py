@@ -1,0 +1,31 @@
+"""What a process needs to serve requests: settings, a migrated database engine and the object store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from lora_core.db import make_engine, migrate
+from lora_core.settings import Settings, get_settings
+from lora_core.storage import ObjectStore, make_store
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    store: ObjectStore
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+
+def build_runtime(settings: Settings | None = None) -> Runtime:
+    """Connect, bring the schema to head and open the store. Called once per process (pages cache it)."""
+    settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings)
+    migrate(engine)
+    return Runtime(settings=settings, engine=engine, store=make_store(settings))

@@ -1,0 +1,362 @@
+"""Use cases: the only way pages and the API read or change datasets and notifications.
+
+Every function takes the caller's `user_id` and acts only on that user's rows: another user's dataset is
+`NotFound`, exactly like a missing one. Each function commits its own work or none of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlmodel import Session, col, select
+
+from lora_core.errors import Conflict, FieldProblem, InvalidInput, NotFound, StorageUnavailable, UploadRejected
+from lora_core.models import Dataset, DatasetStatus, Notification, utcnow
+from lora_core.settings import DATASET_FORMATS, DEFAULT_FORMAT, Settings
+from lora_core.storage import ObjectStore, StorageError, UploadTarget
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_LIMIT = 100
+DEFAULT_PAGE_LIMIT = 20
+DatasetFormat = Literal["brightrun_lora_v4", "brightrun_lora_v3", "openai_chat"]
+assert set(DatasetFormat.__args__) == set(DATASET_FORMATS)  # one list of formats, checked at import
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class DatasetCreate(BaseModel):
+    """What a user supplies to start an upload; the size limit depends on settings, so `create_dataset` checks it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    format: DatasetFormat = DEFAULT_FORMAT
+    file_name: str = Field(min_length=1, max_length=255)
+    file_size: int = Field(ge=1, strict=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_printable(cls, value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    @field_validator("file_name")
+    @classmethod
+    def _file_name_is_plain(cls, value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        if "/" in value or "\\" in value:
+            raise ValueError("must be a plain file name, without folders ('/' or '\\')")
+        if value in {".", ".."}:
+            raise ValueError("must be a file name, not '.' or '..'")
+        if len(value.encode("utf-8")) > 255:
+            raise ValueError("must be at most 255 bytes in UTF-8")
+        return value
+
+
+@dataclass(frozen=True)
+class CreatedDataset:
+    dataset: Dataset
+    upload: UploadTarget
+
+
+@dataclass(frozen=True)
+class DatasetPage:
+    items: list[Dataset]
+    total: int
+    page: int
+    limit: int
+
+    @property
+    def total_pages(self) -> int:
+        return math.ceil(self.total / self.limit) if self.total else 0
+
+
+def storage_file_name(file_name: str) -> str:
+    """A storage-key-safe form of a user's file name: ASCII letters, digits, `.`, `_`, `-`; never empty or dotted."""
+    ascii_name = unicodedata.normalize("NFKD", file_name).encode("ascii", "ignore").decode("ascii")
+    safe = _KEY_UNSAFE.sub("_", ascii_name).strip("._") or "dataset"
+    return safe[:200]
+
+
+def _invalid_from(error: ValidationError) -> InvalidInput:
+    problems = [
+        FieldProblem(field=".".join(str(p) for p in e["loc"]) or "body", message=e["msg"], code=e["type"])
+        for e in error.errors()
+    ]
+    return InvalidInput(
+        "Some fields are not valid: " + "; ".join(f"{p.field}: {p.message}" for p in problems), problems
+    )
+
+
+def create_dataset(
+    session: Session, store: ObjectStore, settings: Settings, user_id: str, data: DatasetCreate | dict
+) -> CreatedDataset:
+    """Create the record in `uploading` and an expiring URL to upload the file to; if no URL, no record either."""
+    if not isinstance(data, DatasetCreate):
+        try:
+            data = DatasetCreate.model_validate(data)
+        except ValidationError as error:
+            raise _invalid_from(error) from None
+    if data.file_size > settings.max_upload_bytes:
+        raise InvalidInput(
+            f"The file is {data.file_size:,} bytes; the limit is {settings.max_upload_bytes:,} bytes.",
+            [FieldProblem("file_size", f"must be at most {settings.max_upload_bytes} bytes", "too_large")],
+        )
+    dataset_id = uuid.uuid4()
+    dataset = Dataset(
+        id=dataset_id,
+        user_id=user_id,
+        name=data.name,
+        description=data.description or None,
+        format=data.format,
+        status=DatasetStatus.UPLOADING,
+        storage_bucket=store.bucket,
+        storage_path=f"{user_id}/{dataset_id}/{storage_file_name(data.file_name)}",
+        file_name=data.file_name,
+        file_size=data.file_size,
+    )
+    try:
+        upload = store.upload_target(dataset.storage_path, data.file_size)
+    except StorageError as error:
+        raise StorageUnavailable(f"Could not prepare the upload: {error}") from error
+    session.add(dataset)
+    session.commit()
+    return CreatedDataset(dataset=dataset, upload=upload)
+
+
+def _parse_id(value: uuid.UUID | str, what: str = "Dataset") -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound(f"{what} not found.") from None
+
+
+def _owned_dataset(session: Session, user_id: str, dataset_id: uuid.UUID | str, *, for_update: bool = False) -> Dataset:
+    query = select(Dataset).where(
+        Dataset.id == _parse_id(dataset_id), Dataset.user_id == user_id, col(Dataset.deleted_at).is_(None)
+    )
+    if for_update:
+        query = query.with_for_update()
+    dataset = session.exec(query).first()
+    if dataset is None:
+        raise NotFound("Dataset not found.")
+    return dataset
+
+
+def get_dataset(session: Session, user_id: str, dataset_id: uuid.UUID | str) -> Dataset:
+    return _owned_dataset(session, user_id, dataset_id)
+
+
+def confirm_upload(
+    session: Session, store: ObjectStore, settings: Settings, user_id: str, dataset_id: uuid.UUID | str
+) -> Dataset:
+    """Check the uploaded object against what was declared, then queue it for validation.
+
+    On a missing object, a size mismatch or an oversize file the dataset goes to `error` with a message that says
+    which, the rejected object is removed, and `UploadRejected` carries that message to the caller.
+    """
+    dataset = _owned_dataset(session, user_id, dataset_id, for_update=True)
+    if dataset.status != DatasetStatus.UPLOADING:
+        raise Conflict(f"This dataset is already {dataset.status.value}; only an uploading dataset can be confirmed.")
+    try:
+        info = store.head(dataset.storage_path)
+    except StorageError as error:
+        raise StorageUnavailable(f"Could not check the uploaded file: {error}") from error
+    problem: str | None = None
+    if info is None:
+        problem = "The file was never uploaded (nothing is stored for this dataset). Create the dataset again."
+    elif info.size > settings.max_upload_bytes:
+        problem = f"The uploaded file is {info.size:,} bytes, over the {settings.max_upload_bytes:,}-byte limit."
+    elif info.size != dataset.file_size:
+        problem = (
+            f"The uploaded file is {info.size:,} bytes but {dataset.file_size:,} bytes were declared: "
+            "the upload was incomplete or a different file was sent. Upload it again."
+        )
+    now = utcnow()
+    dataset.updated_at = now
+    if problem is None:
+        dataset.status = DatasetStatus.VALIDATING
+        session.add(dataset)
+        session.commit()
+        return dataset
+    dataset.status = DatasetStatus.ERROR
+    dataset.error_message = problem
+    dataset.training_ready = False
+    session.add(dataset)
+    session.commit()
+    if info is not None:
+        try:
+            store.delete(dataset.storage_path)
+        except StorageError as error:
+            # The record already says the upload was rejected; the leftover object is only wasted space.
+            log.warning("could not remove rejected upload %s: %s", dataset.storage_path, error)
+    raise UploadRejected(problem, [FieldProblem("file", problem, "upload_rejected")])
+
+
+def list_datasets(
+    session: Session,
+    user_id: str,
+    *,
+    status: DatasetStatus | str | None = None,
+    search: str | None = None,
+    page: int = 1,
+    limit: int = DEFAULT_PAGE_LIMIT,
+) -> DatasetPage:
+    """The user's datasets, newest first. `search` matches names case-insensitively; `%` and `_` match themselves."""
+    problems = []
+    if not isinstance(page, int) or page < 1:
+        problems.append(FieldProblem("page", "must be a whole number of at least 1"))
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
+        problems.append(FieldProblem("limit", f"must be a whole number from 1 to {MAX_PAGE_LIMIT}"))
+    if status is not None and status not in {s.value for s in DatasetStatus}:
+        problems.append(FieldProblem("status", "must be one of " + ", ".join(s.value for s in DatasetStatus)))
+    if search is not None and len(search) > 200:
+        problems.append(FieldProblem("search", "must be at most 200 characters"))
+    if problems:
+        raise InvalidInput("Some parameters are not valid.", problems)
+
+    conditions = [Dataset.user_id == user_id, col(Dataset.deleted_at).is_(None)]
+    if status is not None:
+        conditions.append(Dataset.status == DatasetStatus(status))
+    if search and search.strip():
+        escaped = search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(col(Dataset.name).ilike(f"%{escaped}%", escape="\\"))
+    total = session.exec(select(sa.func.count()).select_from(Dataset).where(*conditions)).one()
+    items = session.exec(
+        select(Dataset)
+        .where(*conditions)
+        .order_by(col(Dataset.created_at).desc(), col(Dataset.id).desc())
+        .offset((page - 1) * limit)
+        .limit(limit)
+    ).all()
+    return DatasetPage(items=list(items), total=total, page=page, limit=limit)
+
+
+def delete_dataset(session: Session, user_id: str, dataset_id: uuid.UUID | str) -> None:
+    """Soft delete: the dataset disappears from every view; its record and file stay for recovery or audit."""
+    dataset = _owned_dataset(session, user_id, dataset_id, for_update=True)
+    now = utcnow()
+    dataset.deleted_at = now
+    dataset.updated_at = now
+    session.add(dataset)
+    session.commit()
+
+
+def revalidate_dataset(session: Session, store: ObjectStore, user_id: str, dataset_id: uuid.UUID | str) -> Dataset:
+    """Queue a finished dataset (ready or error) for a fresh validation, e.g. after the rules changed."""
+    dataset = _owned_dataset(session, user_id, dataset_id, for_update=True)
+    if dataset.status not in (DatasetStatus.READY, DatasetStatus.ERROR):
+        raise Conflict(f"This dataset is {dataset.status.value}; only a ready or failed dataset can be revalidated.")
+    try:
+        info = store.head(dataset.storage_path)
+    except StorageError as error:
+        raise StorageUnavailable(f"Could not check the stored file: {error}") from error
+    if info is None:
+        raise Conflict("The file of this dataset is no longer stored; upload it again as a new dataset.")
+    _reset_validation(dataset)
+    dataset.status = DatasetStatus.VALIDATING
+    dataset.updated_at = utcnow()
+    session.add(dataset)
+    session.commit()
+    return dataset
+
+
+def _reset_validation(dataset: Dataset) -> None:
+    for name in (
+        "total_examples",
+        "total_conversations",
+        "total_training_pairs",
+        "total_turns",
+        "total_tokens",
+        "total_target_tokens",
+        "avg_turns_per_conversation",
+        "avg_tokens_per_pair",
+        "error_count",
+        "warning_count",
+        "validated_at",
+        "validation_report",
+        "error_message",
+        "lease_owner",
+        "lease_expires_at",
+    ):
+        setattr(dataset, name, None)
+    dataset.training_ready = False
+    dataset.attempts = 0
+
+
+def download_url(session: Session, store: ObjectStore, user_id: str, dataset_id: uuid.UUID | str) -> str:
+    """A fresh expiring URL for the dataset's file; never stored."""
+    dataset = _owned_dataset(session, user_id, dataset_id)
+    if dataset.status == DatasetStatus.UPLOADING:
+        raise Conflict("The file has not been uploaded yet.")
+    try:
+        if store.head(dataset.storage_path) is None:
+            raise Conflict("The file of this dataset is no longer stored.")
+        return store.download_url(dataset.storage_path, dataset.file_name)
+    except StorageError as error:
+        raise StorageUnavailable(f"Could not prepare the download: {error}") from error
+
+
+def list_notifications(
+    session: Session, user_id: str, *, unread_only: bool = False, limit: int = DEFAULT_PAGE_LIMIT
+) -> list[Notification]:
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
+        raise InvalidInput(
+            "Some parameters are not valid.", [FieldProblem("limit", f"must be from 1 to {MAX_PAGE_LIMIT}")]
+        )
+    query = select(Notification).where(Notification.user_id == user_id)
+    if unread_only:
+        query = query.where(col(Notification.read_at).is_(None))
+    query = query.order_by(col(Notification.created_at).desc(), col(Notification.id).desc()).limit(limit)
+    return list(session.exec(query).all())
+
+
+def unread_notification_count(session: Session, user_id: str) -> int:
+    return session.exec(
+        select(sa.func.count())
+        .select_from(Notification)
+        .where(Notification.user_id == user_id, col(Notification.read_at).is_(None))
+    ).one()
+
+
+def mark_notification_read(session: Session, user_id: str, notification_id: uuid.UUID | str) -> Notification:
+    notification = session.exec(
+        select(Notification).where(
+            Notification.id == _parse_id(notification_id, "Notification"), Notification.user_id == user_id
+        )
+    ).first()
+    if notification is None:
+        raise NotFound("Notification not found.")
+    if notification.read_at is None:
+        notification.read_at = utcnow()
+        session.add(notification)
+        session.commit()
+    return notification
+
+
+def mark_all_notifications_read(session: Session, user_id: str) -> int:
+    """Mark every unread notification of the user read; returns how many were unread."""
+    now: datetime = utcnow()
+    result = session.execute(
+        sa.update(Notification)
+        .where(col(Notification.user_id) == user_id, col(Notification.read_at).is_(None))
+        .values(read_at=now)
+    )
+    session.commit()
+    return result.rowcount

@@ -1,0 +1,282 @@
+"""The use cases, on SQLite and PostgreSQL, with the real local store underneath."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from lora_core import service
+from lora_core.errors import Conflict, InvalidInput, NotFound, StorageUnavailable, UploadRejected
+from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
+from lora_core.settings import Settings
+from lora_core.storage import LocalStore, make_store
+
+ALICE = "alice"
+BOB = "bob"
+CONTENT = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+
+
+@pytest.fixture
+def store(settings: Settings) -> LocalStore:
+    store = make_store(settings)
+    assert isinstance(store, LocalStore)
+    return store
+
+
+@pytest.fixture
+def session(engine: Engine):  # type: ignore[no-untyped-def]
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+def _create(session, store, settings, user=ALICE, **overrides):  # type: ignore[no-untyped-def]
+    data = {"name": "Support chats", "file_name": "chats.jsonl", "file_size": len(CONTENT), "format": "openai_chat"}
+    data.update(overrides)
+    return service.create_dataset(session, store, settings, user, data)
+
+
+def _upload(store: LocalStore, dataset: Dataset, content: bytes = CONTENT) -> None:
+    store.put_stream(dataset.storage_path, [content], max_bytes=10**9)
+
+
+def _count(engine: Engine, model: type) -> int:
+    with engine.connect() as connection:
+        return connection.execute(sa.select(sa.func.count()).select_from(model.__table__)).scalar_one()
+
+
+class TestCreate:
+    def test_creates_uploading_record_with_safe_path_and_upload_url(self, session, store, settings):
+        created = _create(session, store, settings, file_name="My Data (v2).jsonl")
+        dataset = created.dataset
+        assert dataset.status == DatasetStatus.UPLOADING
+        assert dataset.storage_path == f"{ALICE}/{dataset.id}/My_Data_v2_.jsonl"
+        assert dataset.file_name == "My Data (v2).jsonl"
+        assert dataset.storage_bucket == "local"
+        assert created.upload.method == "PUT"
+        assert created.upload.url.startswith("http://127.0.0.1:8501/api/storage/upload?token=")
+        claims = store.verify_token(created.upload.url.split("token=", 1)[1], "put")
+        assert claims.key == dataset.storage_path and claims.size == len(CONTENT)
+        stored = session.get(Dataset, dataset.id)
+        assert stored is not None and stored.created_at.tzinfo is not None
+        assert "http" not in stored.storage_path
+
+    @pytest.mark.parametrize(
+        ("overrides", "field"),
+        [
+            ({"name": ""}, "name"),
+            ({"name": "   "}, "name"),
+            ({"name": "x" * 201}, "name"),
+            ({"name": "bad\x07name"}, "name"),
+            ({"file_name": "../../x"}, "file_name"),
+            ({"file_name": "a/b.jsonl"}, "file_name"),
+            ({"file_name": "a\\b.jsonl"}, "file_name"),
+            ({"file_name": ".."}, "file_name"),
+            ({"file_name": "x" * 256}, "file_name"),
+            ({"file_name": "é" * 200}, "file_name"),
+            ({"file_name": "evil\nname.jsonl"}, "file_name"),
+            ({"file_name": "nul\x00.jsonl"}, "file_name"),
+            ({"file_size": 0}, "file_size"),
+            ({"file_size": -5}, "file_size"),
+            ({"file_size": "12"}, "file_size"),
+            ({"file_size": 500 * 1024 * 1024 + 1}, "file_size"),
+            ({"format": "alpaca"}, "format"),
+            ({"surprise": 1}, "surprise"),
+        ],
+    )
+    def test_bad_input_is_a_field_error_and_writes_nothing(self, session, store, settings, engine, overrides, field):
+        with pytest.raises(InvalidInput) as caught:
+            _create(session, store, settings, **overrides)
+        assert field in [problem.field for problem in caught.value.details]
+        assert _count(engine, Dataset) == 0
+        assert (
+            not any(p.is_file() for p in settings.storage_root.rglob("*")) if settings.storage_root.exists() else True
+        )
+
+    def test_no_record_when_the_upload_url_cannot_be_made(self, session, settings, engine):
+        class BrokenStore(LocalStore):
+            def upload_target(self, key, size, content_type="application/octet-stream"):  # type: ignore[no-untyped-def]
+                from lora_core.storage import TransientStorageError
+
+                raise TransientStorageError("storage is down")
+
+        broken = BrokenStore(
+            settings.storage_root,
+            secret_key=b"k",
+            public_base_url=settings.public_base_url,
+            upload_ttl=60,
+            download_ttl=60,
+        )
+        with pytest.raises(StorageUnavailable):
+            _create(session, broken, settings)
+        assert _count(engine, Dataset) == 0
+
+
+class TestConfirm:
+    def test_confirm_moves_to_validating(self, session, store, settings):
+        dataset = _create(session, store, settings).dataset
+        _upload(store, dataset)
+        confirmed = service.confirm_upload(session, store, settings, ALICE, dataset.id)
+        assert confirmed.status == DatasetStatus.VALIDATING
+
+    def test_missing_object_is_an_error_that_says_so(self, session, store, settings):
+        dataset = _create(session, store, settings).dataset
+        with pytest.raises(UploadRejected, match="never uploaded"):
+            service.confirm_upload(session, store, settings, ALICE, dataset.id)
+        stored = service.get_dataset(session, ALICE, dataset.id)
+        assert stored.status == DatasetStatus.ERROR
+        assert "never uploaded" in (stored.error_message or "")
+
+    def test_size_mismatch_is_an_error_and_the_object_is_removed(self, session, store, settings):
+        dataset = _create(session, store, settings).dataset
+        _upload(store, dataset, CONTENT + b"extra")
+        with pytest.raises(UploadRejected, match=f"{len(CONTENT) + 5} bytes but {len(CONTENT)} bytes were declared"):
+            service.confirm_upload(session, store, settings, ALICE, dataset.id)
+        assert service.get_dataset(session, ALICE, dataset.id).status == DatasetStatus.ERROR
+        assert store.head(dataset.storage_path) is None
+
+    def test_object_over_the_limit_is_rejected(self, session, store, settings):
+        small = settings.model_copy(update={"max_upload_bytes": 50})
+        dataset = _create(session, store, small, file_size=40).dataset
+        _upload(store, dataset, b"x" * 60)
+        with pytest.raises(UploadRejected, match="over the 50-byte limit"):
+            service.confirm_upload(session, store, small, ALICE, dataset.id)
+        assert store.head(dataset.storage_path) is None
+
+    def test_confirm_twice_is_a_conflict(self, session, store, settings):
+        dataset = _create(session, store, settings).dataset
+        _upload(store, dataset)
+        service.confirm_upload(session, store, settings, ALICE, dataset.id)
+        with pytest.raises(Conflict):
+            service.confirm_upload(session, store, settings, ALICE, dataset.id)
+
+
+class TestListing:
+    def _make(self, session, store, settings, names, user=ALICE):  # type: ignore[no-untyped-def]
+        return [_create(session, store, settings, user=user, name=name).dataset for name in names]
+
+    def test_newest_first_with_pages(self, session, store, settings):
+        made = self._make(session, store, settings, [f"set {i}" for i in range(5)])
+        first = service.list_datasets(session, ALICE, page=1, limit=2)
+        assert (first.total, first.total_pages, first.page, first.limit) == (5, 3, 1, 2)
+        assert [d.name for d in first.items] == ["set 4", "set 3"]
+        last = service.list_datasets(session, ALICE, page=3, limit=2)
+        assert [d.id for d in last.items] == [made[0].id]
+        assert service.list_datasets(session, ALICE, page=4, limit=2).items == []
+
+    def test_search_is_case_insensitive_and_wildcards_match_themselves(self, session, store, settings):
+        self._make(session, store, settings, ["Sales_Q1", "SalesXQ1", "100% real", "1000 real", 'it\'s "quoted"'])
+        assert [d.name for d in service.list_datasets(session, ALICE, search="sales_").items] == ["Sales_Q1"]
+        assert [d.name for d in service.list_datasets(session, ALICE, search="0%").items] == ["100% real"]
+        assert [d.name for d in service.list_datasets(session, ALICE, search='"quoted').items] == ['it\'s "quoted"']
+        assert service.list_datasets(session, ALICE, search="SALES").total == 2
+        assert service.list_datasets(session, ALICE, search="\\").total == 0
+
+    def test_status_filter_and_owner_scope(self, session, store, settings):
+        mine = self._make(session, store, settings, ["a", "b"])
+        self._make(session, store, settings, ["theirs"], user=BOB)
+        _upload(store, mine[0])
+        service.confirm_upload(session, store, settings, ALICE, mine[0].id)
+        validating = service.list_datasets(session, ALICE, status="validating")
+        assert [d.name for d in validating.items] == ["a"]
+        assert service.list_datasets(session, ALICE).total == 2
+        assert [d.name for d in service.list_datasets(session, BOB).items] == ["theirs"]
+
+    @pytest.mark.parametrize(
+        ("kwargs", "field"),
+        [({"page": 0}, "page"), ({"limit": 0}, "limit"), ({"limit": 101}, "limit"), ({"status": "done"}, "status")],
+    )
+    def test_out_of_range_parameters(self, session, kwargs, field):
+        with pytest.raises(InvalidInput) as caught:
+            service.list_datasets(session, ALICE, **kwargs)
+        assert [p.field for p in caught.value.details] == [field]
+
+
+class TestOwnership:
+    def test_another_users_dataset_is_not_found_for_every_action(self, session, store, settings):
+        dataset = _create(session, store, settings).dataset
+        _upload(store, dataset)
+        for action in (
+            lambda: service.get_dataset(session, BOB, dataset.id),
+            lambda: service.confirm_upload(session, store, settings, BOB, dataset.id),
+            lambda: service.delete_dataset(session, BOB, dataset.id),
+            lambda: service.revalidate_dataset(session, store, BOB, dataset.id),
+            lambda: service.download_url(session, store, BOB, dataset.id),
+        ):
+            with pytest.raises(NotFound):
+                action()
+        assert service.get_dataset(session, ALICE, dataset.id).status == DatasetStatus.UPLOADING
+
+    @pytest.mark.parametrize("bad_id", ["not-a-uuid", "", "../x", str(uuid.uuid4())])
+    def test_malformed_or_unknown_id_is_not_found(self, session, bad_id):
+        with pytest.raises(NotFound):
+            service.get_dataset(session, ALICE, bad_id)
+
+    def test_soft_delete_hides_but_keeps_the_record(self, session, store, settings, engine):
+        dataset = _create(session, store, settings).dataset
+        service.delete_dataset(session, ALICE, dataset.id)
+        with pytest.raises(NotFound):
+            service.get_dataset(session, ALICE, dataset.id)
+        assert service.list_datasets(session, ALICE).total == 0
+        assert _count(engine, Dataset) == 1
+
+
+class TestRevalidateAndDownload:
+    def _finished(self, session, store, settings, status):  # type: ignore[no-untyped-def]
+        dataset = _create(session, store, settings).dataset
+        _upload(store, dataset)
+        row = session.get(Dataset, dataset.id)
+        row.status = status
+        row.total_training_pairs = 1
+        row.validation_report = {"valid": True}
+        row.attempts = 2
+        session.add(row)
+        session.commit()
+        return row
+
+    def test_revalidate_resets_results_and_queues(self, session, store, settings):
+        dataset = self._finished(session, store, settings, DatasetStatus.READY)
+        again = service.revalidate_dataset(session, store, ALICE, dataset.id)
+        assert again.status == DatasetStatus.VALIDATING
+        assert again.total_training_pairs is None and again.validation_report is None and again.attempts == 0
+
+    def test_revalidate_while_uploading_is_a_conflict(self, session, store, settings):
+        dataset = _create(session, store, settings).dataset
+        with pytest.raises(Conflict):
+            service.revalidate_dataset(session, store, ALICE, dataset.id)
+
+    def test_download_url_is_fresh_and_not_stored(self, session, store, settings):
+        dataset = self._finished(session, store, settings, DatasetStatus.READY)
+        url = service.download_url(session, store, ALICE, dataset.id)
+        claims = store.verify_token(url.split("token=", 1)[1], "get")
+        assert claims.key == dataset.storage_path and claims.file_name == "chats.jsonl"
+        assert session.get(Dataset, dataset.id).storage_path == dataset.storage_path
+
+
+class TestNotifications:
+    def _notify(self, session, user, title):  # type: ignore[no-untyped-def]
+        notification = Notification(
+            user_id=user, kind=NotificationKind.DATASET_READY, title=title, message="m", created_at=utcnow()
+        )
+        session.add(notification)
+        session.commit()
+        return notification
+
+    def test_list_count_and_mark_read_are_per_user(self, session):
+        first = self._notify(session, ALICE, "one")
+        self._notify(session, ALICE, "two")
+        bobs = self._notify(session, BOB, "bob's")
+        assert service.unread_notification_count(session, ALICE) == 2
+        assert [n.title for n in service.list_notifications(session, ALICE)] == ["two", "one"]
+        service.mark_notification_read(session, ALICE, first.id)
+        assert service.unread_notification_count(session, ALICE) == 1
+        assert [n.title for n in service.list_notifications(session, ALICE, unread_only=True)] == ["two"]
+        with pytest.raises(NotFound):
+            service.mark_notification_read(session, ALICE, bobs.id)
+        assert service.mark_all_notifications_read(session, ALICE) == 1
+        assert service.unread_notification_count(session, ALICE) == 0
+        assert service.unread_notification_count(session, BOB) == 1
+        assert session.exec(select(Notification).where(Notification.user_id == BOB)).one().read_at is None
