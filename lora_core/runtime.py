@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -29,3 +30,25 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     engine = make_engine(settings)
     migrate(engine)
     return Runtime(settings=settings, engine=engine, store=make_store(settings))
+
+
+_runtime_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The process-wide runtime, built on first use; pages, routes and the lifespan all share it."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = build_runtime()
+        return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget the process-wide runtime (tests that change LORA_* settings between apps)."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is not None:
+            _runtime.engine.dispose()
+        _runtime = None
