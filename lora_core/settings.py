@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8501", description="Where browsers reach this app; used in local storage URLs."
     )
     auth_mode: Literal["local", "oidc", "proxy"] = "local"
-    local_user_id: str = "local-user"
+    local_user_id: str = Field(default="demo", description="The one user of local identity mode.")
     trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     proxy_user_header: str = "X-Forwarded-Email"
 
