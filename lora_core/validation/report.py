@@ -1,0 +1,187 @@
+"""Issues and the validation report: the one result the CLI, the database and the API all share (FORMAT.md "Report")."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+# Every code FORMAT.md calls a warning; every other code is an error. Warnings never block a dataset.
+WARNING_CODES: frozenset[str] = frozenset(
+    {
+        "bom",
+        "blank_line",
+        "few_examples",
+        "empty_system_prompt",
+        "missing_metadata",
+        "missing_scaffolding",
+        "low_quality",
+        "repeated_user_input",
+        "trailing_user_turn",
+        "unknown_key",
+        "duplicate_example",
+        "over_context_limit",
+    }
+)
+
+# How many line issues of each kind (errors, warnings) the report lists; all of them are counted.
+KEPT_LINE_ISSUES = 100
+
+
+class Issue(BaseModel):
+    """One problem, as data: a code a program can match, where it is, what is wrong and how to fix it.
+
+    `line` is the 1-based physical line in the decompressed text, or None for file-level codes. `column` (1-based
+    character, `invalid_json`/`invalid_unicode`) and `offset` (0-based byte, `invalid_utf8`) are None where they do
+    not apply, and `ValidationReport.to_dict` then leaves the key out.
+    """
+
+    line: int | None
+    code: str
+    field: str | None = None
+    message: str
+    suggestion: str
+    column: int | None = None
+    offset: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.model_dump()
+        if data["column"] is None:
+            del data["column"]
+        if data["offset"] is None:
+            del data["offset"]
+        return data
+
+
+class Distribution(BaseModel):
+    """Nearest-rank percentiles and power-of-two histogram of non-negative integers.
+
+    With no values, `min`..`max` are None and `histogram` is [] (there is nothing to describe, and 0 would be a lie).
+    """
+
+    min: int | None = None
+    p50: int | None = None
+    p90: int | None = None
+    p99: int | None = None
+    max: int | None = None
+    histogram: list[dict[str, int | None]] = Field(default_factory=list)
+
+
+class MessagesPerRole(BaseModel):
+    system: int = 0
+    user: int = 0
+    assistant: int = 0
+
+
+class DatasetStats(BaseModel):
+    """FORMAT.md "Statistics", plus `over_context_limit` (examples over the limit) and the `context_limit` used."""
+
+    total_examples: int = 0
+    total_conversations: int = 0
+    total_training_pairs: int = 0
+    total_turns: int = 0
+    total_tokens: int = 0
+    total_target_tokens: int = 0
+    avg_turns_per_conversation: float | None = None
+    avg_tokens_per_pair: float | None = None
+    tokens_per_example: Distribution = Field(default_factory=Distribution)
+    turns_per_conversation: Distribution = Field(default_factory=Distribution)
+    messages_per_role: MessagesPerRole = Field(default_factory=MessagesPerRole)
+    over_context_limit: int = 0
+    context_limit: int = 2048
+
+
+class ValidationReport(BaseModel):
+    """The validator's verdict. `valid` is True exactly when there are no errors; warnings never block."""
+
+    valid: bool
+    format: str
+    shape: str | None
+    stats: DatasetStats
+    error_count: int
+    warning_count: int
+    error_counts: dict[str, int]
+    warning_counts: dict[str, int]
+    errors: list[Issue]
+    warnings: list[Issue]
+    samples: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready FORMAT.md report; issues leave out `column`/`offset` where they do not apply."""
+        data = self.model_dump(exclude={"errors", "warnings"})
+        data["errors"] = [issue.to_dict() for issue in self.errors]
+        data["warnings"] = [issue.to_dict() for issue in self.warnings]
+        return data
+
+
+class IssueCollector:
+    """Counts every issue but keeps in memory only file-level issues and the first line issues of each kind.
+
+    Lines are validated in order, so the kept line issues are already in line order; file-level issues (line None)
+    are listed first and never cut.
+    """
+
+    def __init__(self, keep: int = KEPT_LINE_ISSUES) -> None:
+        self.keep = keep
+        self.error_counts: Counter[str] = Counter()
+        self.warning_counts: Counter[str] = Counter()
+        self._file_errors: list[Issue] = []
+        self._file_warnings: list[Issue] = []
+        self._line_errors: list[Issue] = []
+        self._line_warnings: list[Issue] = []
+
+    def add(
+        self,
+        code: str,
+        line: int | None,
+        field: str | None,
+        message: str,
+        suggestion: str,
+        *,
+        column: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        if code in WARNING_CODES:
+            self.warning_counts[code] += 1
+            kept = self._file_warnings if line is None else self._line_warnings
+        else:
+            self.error_counts[code] += 1
+            kept = self._file_errors if line is None else self._line_errors
+        if line is None or len(kept) < self.keep:
+            kept.append(
+                Issue(
+                    line=line,
+                    code=code,
+                    field=field,
+                    message=message,
+                    suggestion=suggestion,
+                    column=column,
+                    offset=offset,
+                )
+            )
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.error_counts.values())
+
+    @property
+    def warning_count(self) -> int:
+        return sum(self.warning_counts.values())
+
+    def build_report(
+        self, fmt: str, shape: str | None, stats: DatasetStats, samples: list[dict[str, Any]]
+    ) -> ValidationReport:
+        return ValidationReport(
+            valid=self.error_count == 0,
+            format=fmt,
+            shape=shape,
+            stats=stats,
+            error_count=self.error_count,
+            warning_count=self.warning_count,
+            error_counts=dict(self.error_counts),
+            warning_counts=dict(self.warning_counts),
+            errors=self._file_errors + self._line_errors,
+            warnings=self._file_warnings + self._line_warnings,
+            samples=samples,
+        )

@@ -1,0 +1,510 @@
+"""Field rules for one parsed record of each shape (`pair`, `conversation`, `messages`), per FORMAT.md.
+
+Each check reports every problem it finds on the line (errors are data; it never stops at the first) and returns
+the line's training messages, built from whatever of the record is well-typed, for the statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lora_core.validation.stats import TrainingMessage
+
+MISSING: Any = object()
+
+ROLES = ("system", "user", "assistant")
+PAIR_HISTORY_ROLES = ("user", "assistant")
+METADATA_FIELDS = ("conversation_metadata", "emotional_context", "training_metadata")
+SCAFFOLDING_KEYS = ("persona_archetype", "emotional_arc", "emotional_arc_key", "training_topic", "training_topic_key")
+MESSAGE_KEYS = frozenset({"role", "content", "name", "weight"})
+LOW_QUALITY_BELOW = 2.5
+
+# Role names other tools use, and the role each one means here.
+_ROLE_MAPPING = {
+    "human": "user",
+    "gpt": "assistant",
+    "bot": "assistant",
+    "model": "assistant",
+    "ai": "assistant",
+}
+
+AddIssue = Callable[..., None]
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number with a fraction"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+class RecordRules:
+    """Checks records of one file. Keeps what must span lines: the ids seen, for `duplicate_id`."""
+
+    def __init__(self, fmt: str, add: AddIssue) -> None:
+        self.fmt = fmt
+        self.check_scaffolding = fmt == "brightrun_lora_v4"
+        self.add = add
+        self.first_line_of_id: dict[str, int] = {}
+
+    # -- shared helpers ------------------------------------------------------------------------------------------
+
+    def missing(self, line: int, field: str, what: str) -> None:
+        self.add(
+            "missing_field",
+            line,
+            field,
+            f"`{field}` is missing; it should be {what}.",
+            f"Add `{field}` ({what}) to this line.",
+        )
+
+    def wrong_type(self, line: int, field: str, value: Any, what: str) -> None:
+        self.add(
+            "wrong_type",
+            line,
+            field,
+            f"`{field}` is {json_type(value)}; it should be {what}.",
+            f"Change `{field}` to {what}.",
+        )
+
+    def required_string(self, obj: dict[str, Any], line: int, field: str) -> str | None:
+        """A field that must be a non-empty string; returns it when it is a string (even empty)."""
+        value = obj.get(field, MISSING)
+        if value is MISSING:
+            self.missing(line, field, "a non-empty string")
+        elif type(value) is not str:
+            self.wrong_type(line, field, value, "a non-empty string")
+        else:
+            if not value:
+                self.add(
+                    "empty_content",
+                    line,
+                    field,
+                    f"`{field}` is empty.",
+                    f"Fill in `{field}` or remove the line.",
+                )
+            return value
+        return None
+
+    def role_of(self, entry: dict[str, Any], line: int, field: str, allowed: tuple[str, ...]) -> str | None:
+        """The entry's role when it is valid; otherwise report it (missing, wrong type, unknown) and return None."""
+        role = entry.get("role", MISSING)
+        if role is MISSING:
+            self.missing(line, f"{field}.role", f"one of {', '.join(allowed)}")
+            return None
+        if type(role) is not str:
+            self.wrong_type(line, f"{field}.role", role, f"a string, one of {', '.join(allowed)}")
+            return None
+        if role in allowed:
+            return role
+        lowered = role.lower()
+        if lowered in allowed:
+            hint = f"Roles are case-sensitive: write `{lowered}`."
+        elif lowered in _ROLE_MAPPING:
+            hint = f"Rename `{role}` to `{_ROLE_MAPPING[lowered]}`."
+        elif lowered in ("tool", "function"):
+            hint = "Tool and function calls are not supported: remove these messages or rewrite them as text."
+        elif role == "system":
+            hint = "Put the system message in `system_prompt`, not in the history."
+        else:
+            hint = f"Use one of: {', '.join(allowed)}."
+        self.add(
+            "unknown_role",
+            line,
+            f"{field}.role",
+            f"The role `{role}` is not one of {', '.join(allowed)}.",
+            hint,
+        )
+        return None
+
+    def role_order(self, line: int, field: str, role: str, previous: str | None) -> None:
+        if role == "system":
+            message = "A system message can only be the first message of a conversation."
+            suggestion = "Move the system message to the start, or merge it into the first one."
+        elif previous is None:
+            message = f"The conversation starts with a {role} message; it must start with the user."
+            suggestion = "Start with the user's message (after an optional system message)."
+        else:
+            message = f"A {role} message follows another {previous} message; user and assistant must alternate."
+            suggestion = "Merge the consecutive messages, or add the missing reply between them."
+        self.add("role_order", line, f"{field}.role", message, suggestion)
+
+    # -- pair ----------------------------------------------------------------------------------------------------
+
+    def check_pair(self, obj: dict[str, Any], line: int) -> tuple[list[TrainingMessage], str | None, int]:
+        """Returns (training messages, conversation_id or None, turn_number or 0)."""
+        add = self.add
+        record_id = self.required_string(obj, line, "id")
+        if record_id:
+            first = self.first_line_of_id.setdefault(record_id, line)
+            if first != line:
+                add(
+                    "duplicate_id",
+                    line,
+                    "id",
+                    f"The id `{record_id}` is already used on line {first}.",
+                    "Give every line its own id.",
+                )
+        conversation_id = self.required_string(obj, line, "conversation_id") or None
+
+        turn_number = obj.get("turn_number", MISSING)
+        turns = 0
+        if turn_number is MISSING:
+            self.missing(line, "turn_number", "a whole number, 1 or more")
+        elif type(turn_number) is not int:  # also refuses True and 2.0
+            self.wrong_type(line, "turn_number", turn_number, "a whole number such as 1 (not 1.0 or true)")
+        elif turn_number < 1:
+            add(
+                "out_of_range",
+                line,
+                "turn_number",
+                f"`turn_number` is {turn_number}; turns are numbered from 1.",
+                "Number the turns 1, 2, 3, …",
+            )
+        else:
+            turns = turn_number
+
+        messages: list[TrainingMessage] = []
+        system_prompt = obj.get("system_prompt", MISSING)
+        if system_prompt is MISSING:
+            self.missing(line, "system_prompt", 'a string (use "" for none)')
+        elif type(system_prompt) is not str:
+            self.wrong_type(line, "system_prompt", system_prompt, 'a string (use "" for none)')
+        elif not system_prompt or system_prompt.isspace():
+            # Whitespace-only counts as empty: training a blank system message teaches nothing.
+            add(
+                "empty_system_prompt",
+                line,
+                "system_prompt",
+                "`system_prompt` is empty, so this example trains without a system message.",
+                "Add the system prompt the model will run with, or ignore this if it runs without one.",
+            )
+        else:
+            messages.append(("system", system_prompt, None, False))
+
+        user_input = obj.get("current_user_input", MISSING)
+        if user_input is MISSING:
+            self.missing(line, "current_user_input", "a non-empty string")
+            user_input = None
+        elif type(user_input) is not str:
+            self.wrong_type(line, "current_user_input", user_input, "a non-empty string")
+            user_input = None
+        elif not user_input:
+            add(
+                "empty_content",
+                line,
+                "current_user_input",
+                "`current_user_input` is empty: there is no user message for the answer to respond to.",
+                "Fill in the user's message or remove the line.",
+            )
+
+        history = obj.get("conversation_history", MISSING)
+        if history is MISSING:
+            self.missing(line, "conversation_history", "an array of earlier messages ([] for none)")
+        elif type(history) is not list:
+            self.wrong_type(line, "conversation_history", history, "an array of earlier messages ([] for none)")
+        else:
+            self._check_history(history, line, user_input, messages)
+
+        if user_input is not None:
+            messages.append(("user", user_input, None, False))
+
+        target = obj.get("target_response", MISSING)
+        if target is MISSING:
+            self.missing(line, "target_response", "the assistant's answer, a non-empty string")
+        elif type(target) is not str:
+            self.wrong_type(line, "target_response", target, "the assistant's answer, a non-empty string")
+        else:
+            if not target or target.isspace():
+                add(
+                    "empty_content",
+                    line,
+                    "target_response",
+                    "`target_response` is empty: there is no answer to learn from.",
+                    "Write the assistant's answer or remove the line.",
+                )
+            messages.append(("assistant", target, None, True))
+
+        self._check_metadata(obj, line)
+        return messages, conversation_id, turns
+
+    def _check_history(
+        self, history: list[Any], line: int, user_input: str | None, messages: list[TrainingMessage]
+    ) -> None:
+        """History entries, their alternation, and the exporter's repeated last user message."""
+        add = self.add
+        valid: list[tuple[int, str, str | None]] = []  # (index, role, content if a string) of role-valid entries
+        for index, entry in enumerate(history):
+            field = f"conversation_history[{index}]"
+            if type(entry) is not dict:
+                self.wrong_type(line, field, entry, 'an object such as {"role": "user", "content": "..."}')
+                continue
+            role = self.role_of(entry, line, field, PAIR_HISTORY_ROLES)
+            content = entry.get("content", MISSING)
+            if content is MISSING:
+                self.missing(line, f"{field}.content", "a non-empty string")
+                content = None
+            elif type(content) is not str:
+                self.wrong_type(line, f"{field}.content", content, "a non-empty string")
+                content = None
+            elif not content:
+                add(
+                    "empty_content",
+                    line,
+                    f"{field}.content",
+                    f"The content of {field} is empty.",
+                    "Fill in the message or remove the entry.",
+                )
+            if role is not None:
+                valid.append((index, role, content))
+
+        order_reported = False
+        expected = "user"
+        previous: str | None = None
+        for index, role, _content in valid:
+            if role != expected and not order_reported:
+                order_reported = True
+                self.role_order(line, f"conversation_history[{index}]", role, previous)
+            previous = role
+            expected = "assistant" if role == "user" else "user"
+
+        repeated_index = -1
+        if valid and valid[-1][1] == "user":
+            index, _role, content = valid[-1]
+            # Compared after trimming: the exporter's copy and the input differ at most by surrounding whitespace.
+            if content is not None and user_input is not None and content.strip() == user_input.strip():
+                repeated_index = index
+                add(
+                    "repeated_user_input",
+                    line,
+                    f"conversation_history[{index}]",
+                    "The last history entry repeats `current_user_input`; a trainer that appends both sends the "
+                    "same user message twice in a row, which strict chat templates reject.",
+                    "Drop the last history entry when converting (this validator's statistics already do), or "
+                    "re-export without it.",
+                )
+            elif not order_reported:
+                self.add(
+                    "role_order",
+                    line,
+                    f"conversation_history[{index}].role",
+                    "The history ends with a user message that differs from `current_user_input`, so two user "
+                    "messages would follow each other.",
+                    "End the history with the assistant's reply, or make its last user entry the same as "
+                    "`current_user_input`.",
+                )
+
+        for index, role, content in valid:
+            if content is not None and index != repeated_index:
+                messages.append((role, content, None, False))
+
+    def _check_metadata(self, obj: dict[str, Any], line: int) -> None:
+        add = self.add
+        for name in METADATA_FIELDS:
+            value = obj.get(name, MISSING)
+            if value is MISSING:
+                add(
+                    "missing_metadata",
+                    line,
+                    name,
+                    f"`{name}` is missing; filtering and reports by it will skip this line.",
+                    f"Add `{name}` (an object) if your exporter has it.",
+                )
+            elif type(value) is not dict:
+                self.wrong_type(line, name, value, "an object")
+
+        metadata = obj.get("conversation_metadata")
+        if self.check_scaffolding and type(metadata) is dict:
+            # A key set to null or "" carries no more information than a missing one, so both count as missing.
+            absent = [key for key in SCAFFOLDING_KEYS if metadata.get(key) in (None, "")]
+            if absent:
+                add(
+                    "missing_scaffolding",
+                    line,
+                    "conversation_metadata",
+                    f"`conversation_metadata` lacks the v4 scaffolding keys {', '.join(absent)}.",
+                    "Re-export with BrightRun v4, or choose the `brightrun_lora_v3` format if this is a v3 export.",
+                )
+
+        training = obj.get("training_metadata")
+        if type(training) is dict and "quality_score" in training:
+            score = training["quality_score"]
+            field = "training_metadata.quality_score"
+            if type(score) not in (int, float):  # bool is refused here too
+                self.wrong_type(line, field, score, "a number from 1 to 5")
+            elif not 1 <= score <= 5:
+                add(
+                    "out_of_range",
+                    line,
+                    field,
+                    f"`quality_score` is {score}; it must be from 1 to 5.",
+                    "Use the 1–5 quality scale.",
+                )
+            elif score < LOW_QUALITY_BELOW:
+                add(
+                    "low_quality",
+                    line,
+                    field,
+                    f"`quality_score` is {score}, below {LOW_QUALITY_BELOW}: a low-quality example.",
+                    "Review or remove low-quality examples; they teach the model their flaws.",
+                )
+
+    # -- conversation and messages -------------------------------------------------------------------------------
+
+    def check_conversation(self, obj: dict[str, Any], line: int) -> tuple[list[TrainingMessage], str | None, int]:
+        """Returns (training messages, conversation_id or None, user+assistant turns)."""
+        conversation_id = self.required_string(obj, line, "conversation_id") or None
+        turns = obj.get("turns", MISSING)
+        if turns is MISSING:
+            self.missing(line, "turns", 'an array of {"role", "content"} turns')
+            return [], conversation_id, 0
+        messages, count = self._check_chat(turns, line, "turns", is_openai=False)
+        return messages, conversation_id, count
+
+    def check_messages(self, obj: dict[str, Any], line: int) -> tuple[list[TrainingMessage], int]:
+        """Returns (training messages, user+assistant messages)."""
+        return self._check_chat(obj.get("messages"), line, "messages", is_openai=True)
+
+    def _check_chat(self, entries: Any, line: int, field: str, is_openai: bool) -> tuple[list[TrainingMessage], int]:
+        """A `turns`/`messages` array: entries, roles, alternation, assistant presence; returns (messages, turns)."""
+        add = self.add
+        if type(entries) is not list:
+            self.wrong_type(line, field, entries, 'an array of {"role", "content"} messages')
+            return [], 0
+        if not entries:
+            add(
+                "empty_content",
+                line,
+                field,
+                f"`{field}` is an empty array: the conversation has no messages.",
+                "Add the conversation's messages or remove the line.",
+            )
+            return [], 0
+
+        valid: list[tuple[int, str, str | None, int | None]] = []  # (index, role, content, weight)
+        for index, entry in enumerate(entries):
+            where = f"{field}[{index}]"
+            if type(entry) is not dict:
+                self.wrong_type(line, where, entry, 'an object such as {"role": "user", "content": "..."}')
+                continue
+            role = self.role_of(entry, line, where, ROLES)
+            content = entry.get("content", MISSING)
+            if content is MISSING:
+                self.missing(line, f"{where}.content", "a string")
+                content = None
+            elif type(content) is not str:
+                what = "a string (tool calls and multimodal parts are not supported)" if is_openai else "a string"
+                self.wrong_type(line, f"{where}.content", content, what)
+                content = None
+            elif role == "assistant" and (not content or content.isspace()):
+                add(
+                    "empty_content",
+                    line,
+                    f"{where}.content",
+                    "This assistant message is empty: there is no answer to learn from.",
+                    "Write the assistant's answer or remove the message.",
+                )
+            weight = None
+            if is_openai:
+                weight = self._check_message_keys(entry, line, where, role)
+            if role is not None:
+                valid.append((index, role, content, weight))
+
+        order_reported = False
+        previous: str | None = None
+        expected = "user"
+        for position, (index, role, _content, _weight) in enumerate(valid):
+            if position == 0 and role == "system":
+                continue
+            if role != expected and not order_reported:
+                order_reported = True
+                self.role_order(line, f"{field}[{index}]", role, previous)
+            previous = role
+            expected = "assistant" if role == "user" else "user"
+
+        has_assistant = any(role == "assistant" for _index, role, _content, _weight in valid)
+        if not has_assistant:
+            add(
+                "no_assistant_message",
+                line,
+                field,
+                "This conversation has no assistant message, so there is nothing to train on.",
+                "Add the assistant's replies or remove the line.",
+            )
+        elif valid[-1][1] == "user":
+            # Only when there is an assistant message: otherwise no_assistant_message already says it all.
+            add(
+                "trailing_user_turn",
+                line,
+                f"{field}[{valid[-1][0]}]",
+                "The conversation ends with a user message that gets no answer; it is not trained on.",
+                "Add the assistant's reply or remove the last user message.",
+            )
+
+        messages: list[TrainingMessage] = []
+        turns = 0
+        for _index, role, content, weight in valid:
+            if role != "system":
+                turns += 1
+            if content is not None:
+                # A target is every assistant message; in `messages`, those with weight 0 are context only
+                # (an invalid weight counts as 1).
+                messages.append((role, content, weight, role == "assistant" and weight != 0))
+        return messages, turns
+
+    def _check_message_keys(self, entry: dict[str, Any], line: int, where: str, role: str | None) -> int | None:
+        """OpenAI message keys: `name` a string, `weight` 0/1 on assistant messages, others unknown.
+
+        Returns the effective weight of an assistant message (0 or 1), None for other roles.
+        """
+        add = self.add
+        for key in entry:
+            if key not in MESSAGE_KEYS:
+                add(
+                    "unknown_key",
+                    line,
+                    f"{where}.{key}",
+                    f"`{key}` is not a message key the OpenAI chat format knows; trainers ignore or reject it.",
+                    "Keep only role, content, name and weight in messages; move other data to the top level.",
+                )
+        name = entry.get("name", MISSING)
+        if name is not MISSING and type(name) is not str:
+            self.wrong_type(line, f"{where}.name", name, "a string")
+        weight = entry.get("weight", MISSING)
+        if role != "assistant":
+            if weight is not MISSING and role is not None:
+                add(
+                    "unknown_key",
+                    line,
+                    f"{where}.weight",
+                    f"`weight` only applies to assistant messages; on a {role} message it is ignored.",
+                    "Remove `weight` from this message.",
+                )
+            return None
+        # An assistant message's effective weight: missing means trained (1), and so does an invalid weight.
+        if weight is MISSING:
+            return 1
+        if type(weight) is not int:
+            self.wrong_type(line, f"{where}.weight", weight, "the whole number 0 or 1")
+            return 1
+        if weight not in (0, 1):
+            add(
+                "out_of_range",
+                line,
+                f"{where}.weight",
+                f"`weight` is {weight}; it must be 0 (do not train on this message) or 1 (train on it).",
+                "Set `weight` to 0 or 1.",
+            )
+            return 1
+        return weight
