@@ -729,6 +729,12 @@ class TestShapesAndFormats:
         expect_error(d, "mixed_shapes", 3)
         assert d["shape"] == "pair"
 
+    def test_file_of_only_wrong_format_lines_has_no_training_pairs(self) -> None:
+        d = run([messages(i) for i in range(1, 4)])
+        assert [i["line"] for i in d["errors"] if i["code"] == "wrong_format"] == [1, 2, 3]
+        expect_error(d, "no_training_pairs", None)
+        assert d["stats"]["total_examples"] == 0
+
     def test_later_line_of_the_other_accepted_shape_is_mixed_shapes(self) -> None:
         d = run([pair(1), pair(2), conversation(3), pair(4)])
         expect_error(d, "mixed_shapes", 3, field=None)
@@ -1034,7 +1040,7 @@ class TestBytesAndLines:
 
     def test_huge_line_is_line_too_long(self) -> None:
         long_line = padded(pair(2), 3 * MIB)
-        d = validate_bytes(to_jsonl([pair(1), long_line, pair(3)]), chunk_size=65536, line_limit_bytes=1000)
+        d = validate_bytes(to_jsonl([pair(1), long_line, pair(3)]), chunk_size=65536, line_limit_bytes=2000)
         expect_error(d, "line_too_long", 2)
         assert d["error_count"] == 1
 
@@ -1081,6 +1087,21 @@ class TestBytesAndLines:
         d = validate_bytes(data)
         expect_error(d, "not_text", 1, field=None)
         assert [i["code"] for i in line_issues(d)] == ["not_text"]
+
+    @pytest.mark.parametrize(("offset", "code"), [(8191, "not_text"), (8192, "invalid_json")])
+    def test_nul_byte_detection_window_is_exactly_8_kib(self, offset: int, code: str) -> None:
+        lines: list[Line] = [pair(i) for i in range(1, 8)]
+        filler = to_jsonl(lines)
+        prefix = b'{"id": "'
+        pad = offset - len(filler) - len(prefix)
+        assert pad > 0
+        data = filler + prefix + b"x" * pad + b"\x00" + b'"}\n' + to_jsonl([pair(9)])
+        assert data.index(b"\x00") == offset
+        d = validate_bytes(data)
+        found = expect_error(d, code, 1 if code == "not_text" else 8, field=None)
+        if code == "invalid_json":
+            assert found["column"] == len(prefix) + pad + 1
+            assert d["stats"]["total_examples"] == 8
 
     def test_binary_inside_gzip_is_not_text(self) -> None:
         d = validate_bytes(gzip.compress(b"PK\x03\x04" + b"\x00" * 100))
@@ -1159,6 +1180,64 @@ class TestGzip:
         expect_error(d, "decompressed_too_large", None)
         assert "file_empty" not in d["error_counts"]
         assert d["stats"]["total_examples"] == 0
+
+
+class TestJsonDetails:
+    """JSON as RFC 8259 writes it: what parses, what a number is, and what is not a blank line."""
+
+    def test_duplicate_keys_are_not_detected_and_the_last_value_wins(self) -> None:
+        line = encode_line(pair(1))[:-1] + b', "turn_number": 0, "turn_number": 2}'
+        d = run([line] + [pair(i) for i in range(2, 11)])
+        expect_ready(d)
+        assert d["warnings"] == [], describe(d)
+
+    def test_escaped_nul_is_text_not_a_nul_byte(self) -> None:
+        records = [json.dumps(pair(i)).replace("Start by", "Start\\u0000by") for i in range(1, 11)]
+        d = run(records)
+        expect_ready(d)
+        assert d["warnings"] == [], describe(d)
+
+    def test_whitespace_around_the_object_is_fine(self) -> None:
+        d = run([b" \t" + encode_line(pair(i)) + b" \t" for i in range(1, 11)])
+        expect_ready(d)
+        assert d["warnings"] == [], describe(d)
+
+    def test_form_feed_line_is_not_a_blank_line(self) -> None:
+        d = run([pair(1), "\x0c", pair(3)])
+        expect_error(d, "invalid_json", 2, field=None)
+        assert "blank_line" not in d["warning_counts"]
+
+    def test_json_array_after_blank_lines_is_still_reported_on_line_1(self) -> None:
+        d = validate_bytes(b"\n\n" + encode_line([pair(1)]) + b"\n")
+        expect_error(d, "json_array_file", 1, field=None)
+        assert d["error_counts"] == {"json_array_file": 1}
+
+    def test_invalid_json_column_after_a_bom_counts_from_the_first_character(self) -> None:
+        d = validate_bytes(b"\xef\xbb\xbf" + b'{"a": NaN}\n')
+        expect_warning(d, "bom", 1)
+        assert expect_error(d, "invalid_json", 1)["column"] == 7
+
+    @pytest.mark.parametrize("turn_number", [2**63, 2**64, 10**20])
+    def test_integer_turn_number_beyond_64_bits_is_still_an_integer(self, turn_number: int) -> None:
+        d = run([changed(pair(i), "turn_number", turn_number) for i in range(1, 11)])
+        expect_ready(d)
+        assert d["warnings"] == [], describe(d)
+
+    def test_negative_integer_beyond_64_bits_is_out_of_range(self) -> None:
+        d = run([changed(pair(1), "turn_number", -(10**20))])
+        expect_error(d, "out_of_range", 1, field="turn_number")
+        assert error_codes_at(d, 1) == ["out_of_range"]
+
+    def test_integer_weight_beyond_64_bits_is_out_of_range(self) -> None:
+        d = run([changed(messages(1), "messages[2].weight", 2**64)], OPENAI)
+        expect_error(d, "out_of_range", 1, field="messages[2].weight")
+        assert error_codes_at(d, 1) == ["out_of_range"]
+
+    def test_huge_quality_score_is_a_number_out_of_range(self) -> None:
+        line = json.dumps(pair(1)).replace('"quality_score": 4', '"quality_score": 1e400')
+        d = run([line])
+        expect_error(d, "out_of_range", 1, field="training_metadata.quality_score")
+        assert error_codes_at(d, 1) == ["out_of_range"]
 
 
 class TestDatasetWide:
@@ -1410,10 +1489,26 @@ class TestStatistics:
         assert stats["tokens_per_example"]["histogram"] == []
         assert stats["turns_per_conversation"]["histogram"] == []
 
-    def test_lines_with_field_errors_still_count(self) -> None:
-        d = run([changed(pair(1), "turn_number", 0), changed(pair(2), "target_response", 7)])
-        assert d["stats"]["total_examples"] == 2
+    def test_lines_with_field_errors_still_count_with_whatever_is_well_typed(self) -> None:
+        records = [
+            changed(pair(1), "turn_number", 0),
+            changed(pair(2), "target_response", ""),  # a string: still the line's assistant message
+            changed(pair(3), "target_response", 7),  # not a string: no assistant message to train on
+        ]
+        d = run(records)
+        assert d["error_count"] == 3
+        assert d["stats"]["total_examples"] == 3
         assert d["stats"]["total_training_pairs"] == 2
+        assert d["stats"]["messages_per_role"]["assistant"] == 2 + 2 + 1
+
+    def test_repeated_user_entry_is_not_counted_in_tokens(self) -> None:
+        record = changed(pair(1), "conversation_history", [{"role": "user", "content": "same three words"}])
+        record.update(system_prompt="", current_user_input="same three words", target_response="one two")
+        d = run([record])
+        expect_warning(d, "repeated_user_input", 1)
+        assert d["stats"]["total_tokens"] == 4 + 3  # user once (3 words -> 4), assistant (2 words -> 3)
+        assert d["stats"]["total_target_tokens"] == 3
+        assert d["stats"]["messages_per_role"] == {"system": 0, "user": 1, "assistant": 1}
 
     def test_samples_are_the_first_three_examples_cut_to_2000_characters(self) -> None:
         long_answer = "0123456789" * 500
