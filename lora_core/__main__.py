@@ -1,4 +1,5 @@
-"""Command line: `python -m lora_core validate PATH [--format F] [--context-limit N] [--json]`.
+"""Command line: `python -m lora_core validate PATH [--format F] [--context-limit N] [--json]`, and
+`python -m lora_core worker [--once]` (the validation sweep without the web app).
 
 Each subcommand is a `_cmd_<name>(args) -> int` function registered in `build_parser`; `main` returns the exit code.
 """
@@ -39,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
     validate.set_defaults(handler=_cmd_validate)
+
+    worker = subparsers.add_parser(
+        "worker",
+        help="run the validation sweep without the web app",
+        description="Validate queued datasets from the configured database and storage (LORA_* settings). "
+        "Any number of workers may share one database: each dataset is validated once.",
+    )
+    worker.add_argument("--once", action="store_true", help="validate what is queued now, then exit")
+    worker.set_defaults(handler=_cmd_worker)
     return parser
 
 
@@ -129,6 +139,17 @@ def _summary(path: str, report: dict[str, Any]) -> str:
 
 def _opt(value: object) -> str:
     return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from lora_core.sweep import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    done = run_worker(get_settings(), once=args.once)
+    print(f"validated {done} dataset{'s' if done != 1 else ''}")
+    return 0
 
 
 if __name__ == "__main__":

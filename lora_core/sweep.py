@@ -1,0 +1,362 @@
+"""The background sweep: claim a `validating` dataset with a lease, validate it from storage, write the result.
+
+Why a lease and not a lock: the claim is one `UPDATE … WHERE id = (SELECT … LIMIT 1) AND <still claimable>
+RETURNING`, so two processes never take the same dataset, and a process that dies mid-validation only delays
+it until the lease runs out. Results are written `WHERE lease_owner = me`, so a process that lost its lease
+(it stalled past the expiry and someone else took over) cannot overwrite the newer result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import Engine
+
+from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
+from lora_core.runtime import build_runtime
+from lora_core.settings import Settings
+from lora_core.storage import ObjectNotFound, ObjectStore, TransientStorageError
+from lora_core.validation import ValidationLimits, ValidationReport, file_too_large_report, validate_stream
+
+log = logging.getLogger(__name__)
+
+SWEEP_JOB_ID = "lora-validation-sweep"
+_datasets = Dataset.__table__  # Core statements: the claim and the result are single SQL statements.
+
+
+@dataclass(frozen=True)
+class Claim:
+    dataset_id: uuid.UUID
+    user_id: str
+    name: str
+    format: str
+    storage_path: str
+    attempts: int
+
+
+class LeaseLost(Exception):
+    """Another process took the dataset over (our lease ran out); our result must be thrown away."""
+
+
+class _Retry(Exception):
+    """Storage stayed unreachable through every retry; the dataset goes back to the queue for a later claim."""
+
+
+def default_owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Sweeper:
+    """Validates queued datasets one at a time. Any number of sweepers, in any processes, may share a database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: ObjectStore,
+        settings: Settings,
+        *,
+        owner: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.settings = settings
+        self.owner = owner or default_owner_id()
+        self.limits = ValidationLimits.from_settings(settings)
+        self._sleep = sleep
+
+    # -- claiming ---------------------------------------------------------------------------------------------
+
+    def claim_next(self) -> Claim | None:
+        """Take the oldest claimable dataset, or None. Claimable: validating, not deleted, no live lease."""
+        now = utcnow()
+        claimable = sa.and_(
+            _datasets.c.status == DatasetStatus.VALIDATING.value,
+            _datasets.c.deleted_at.is_(None),
+            sa.or_(_datasets.c.lease_expires_at.is_(None), _datasets.c.lease_expires_at < now),
+        )
+        candidate = sa.select(_datasets.c.id).where(claimable).order_by(_datasets.c.updated_at).limit(1)
+        if self.engine.dialect.name == "postgresql":
+            candidate = candidate.with_for_update(skip_locked=True)
+        statement = (
+            sa.update(_datasets)
+            # The predicate is repeated outside the subquery: SQLite has no SKIP LOCKED, and this is what keeps
+            # a row that another process claimed in between from being claimed twice.
+            .where(_datasets.c.id == candidate.scalar_subquery(), claimable)
+            .values(
+                lease_owner=self.owner,
+                lease_expires_at=now + timedelta(seconds=self.settings.sweep_lease_seconds),
+                attempts=_datasets.c.attempts + 1,
+            )
+            .returning(
+                _datasets.c.id,
+                _datasets.c.user_id,
+                _datasets.c.name,
+                _datasets.c.format,
+                _datasets.c.storage_path,
+                _datasets.c.attempts,
+            )
+        )
+        with self.engine.begin() as connection:
+            row = connection.execute(statement).first()
+        if row is None:
+            return None
+        return Claim(
+            dataset_id=row.id,
+            user_id=row.user_id,
+            name=row.name,
+            format=row.format,
+            storage_path=row.storage_path,
+            attempts=row.attempts,
+        )
+
+    def _renew_lease(self, claim: Claim) -> None:
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                sa.update(_datasets)
+                .where(_datasets.c.id == claim.dataset_id, _datasets.c.lease_owner == self.owner)
+                .values(lease_expires_at=utcnow() + timedelta(seconds=self.settings.sweep_lease_seconds))
+            )
+        if result.rowcount != 1:
+            raise LeaseLost(str(claim.dataset_id))
+
+    def _renewing(self, claim: Claim, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """Pass chunks through, renewing the lease every third of its length so a long validation keeps it."""
+        interval = self.settings.sweep_lease_seconds / 3
+        next_renewal = time.monotonic() + interval
+        for chunk in chunks:
+            if time.monotonic() >= next_renewal:
+                self._renew_lease(claim)
+                next_renewal = time.monotonic() + interval
+            yield chunk
+
+    # -- one dataset ------------------------------------------------------------------------------------------
+
+    def process(self, claim: Claim) -> None:
+        """Validate one claimed dataset and record the outcome; never raises for a problem of the dataset itself."""
+        if claim.attempts > self.settings.sweep_max_attempts:
+            self._write_failure(
+                claim,
+                f"Validation was interrupted {claim.attempts - 1} times (the worker stopped or storage was "
+                "unreachable before it finished). Revalidate to try again.",
+            )
+            return
+        try:
+            report = self._validate_with_retries(claim)
+        except ObjectNotFound:
+            self._write_failure(claim, "The file is missing from storage. Upload it again as a new dataset.")
+        except _Retry:
+            self._release(claim)
+        except LeaseLost:
+            log.warning("lease on dataset %s was lost; another sweeper owns it now", claim.dataset_id)
+        except Exception:
+            # A bug in the validator or an unexpected storage failure: record it rather than retry forever.
+            log.exception("validation of dataset %s failed unexpectedly", claim.dataset_id)
+            self._write_failure(claim, "Validation failed because of an internal error. Revalidate to try again.")
+        else:
+            self._write_report(claim, report)
+
+    def _validate_with_retries(self, claim: Claim) -> ValidationReport:
+        delay = 0.5
+        for attempt in range(self.settings.storage_retries + 1):
+            try:
+                info = self.store.head(claim.storage_path)
+                if info is None:
+                    raise ObjectNotFound(claim.storage_path)
+                if info.size > self.limits.max_upload_bytes:
+                    return file_too_large_report(info.size, claim.format, self.limits)
+                chunks = self._renewing(claim, self.store.iter_chunks(claim.storage_path))
+                return validate_stream(chunks, claim.format, self.limits)
+            except TransientStorageError as error:
+                log.warning("storage error on dataset %s (try %d): %s", claim.dataset_id, attempt + 1, error)
+                if attempt < self.settings.storage_retries:
+                    self._sleep(delay)
+                    delay = min(delay * 2, 30.0)
+        raise _Retry()
+
+    # -- results ----------------------------------------------------------------------------------------------
+
+    def _write_report(self, claim: Claim, report: ValidationReport) -> None:
+        data = report.to_dict()
+        stats: dict[str, Any] = data.get("stats") or {}
+        valid = bool(data["valid"])
+        now = utcnow()
+        values: dict[str, Any] = {
+            "status": (DatasetStatus.READY if valid else DatasetStatus.ERROR).value,
+            "training_ready": valid,
+            "validated_at": now,
+            "validation_report": data,
+            "error_count": data["error_count"],
+            "warning_count": data["warning_count"],
+            "error_message": None if valid else summarize_errors(data),
+        }
+        for name in (
+            "total_examples",
+            "total_conversations",
+            "total_training_pairs",
+            "total_turns",
+            "total_tokens",
+            "total_target_tokens",
+            "avg_turns_per_conversation",
+            "avg_tokens_per_pair",
+        ):
+            values[name] = stats.get(name)
+        if valid:
+            pairs = stats.get("total_training_pairs") or 0
+            tokens = stats.get("total_tokens") or 0
+            message = f"{pairs:,} training pairs, {tokens:,} tokens"
+            if data["warning_count"]:
+                message += f"; {data['warning_count']:,} warnings to review"
+            notification = (NotificationKind.DATASET_READY, f"“{claim.name}” is ready for training", message + ".")
+        else:
+            notification = (
+                NotificationKind.DATASET_FAILED,
+                f"“{claim.name}” failed validation",
+                values["error_message"],
+            )
+        self._finish(claim, values, notification)
+
+    def _write_failure(self, claim: Claim, message: str) -> None:
+        values = {
+            "status": DatasetStatus.ERROR.value,
+            "training_ready": False,
+            "validated_at": utcnow(),
+            "error_message": message,
+        }
+        self._finish(claim, values, (NotificationKind.DATASET_FAILED, f"“{claim.name}” failed validation", message))
+
+    def _finish(self, claim: Claim, values: dict[str, Any], notification: tuple[NotificationKind, str, str]) -> None:
+        """Write the outcome and the owner's notification in one transaction, only if we still hold the lease."""
+        now = utcnow()
+        kind, title, message = notification
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                sa.update(_datasets)
+                .where(
+                    _datasets.c.id == claim.dataset_id,
+                    _datasets.c.lease_owner == self.owner,
+                    _datasets.c.status == DatasetStatus.VALIDATING.value,
+                )
+                .values(**values, lease_owner=None, lease_expires_at=None, updated_at=now)
+            )
+            if result.rowcount != 1:
+                log.warning("result for dataset %s dropped: the lease is no longer ours", claim.dataset_id)
+                return
+            connection.execute(
+                sa.insert(Notification.__table__).values(
+                    id=uuid.uuid4(),
+                    user_id=claim.user_id,
+                    dataset_id=claim.dataset_id,
+                    kind=kind.value,
+                    title=title[:300],
+                    message=message,
+                    link=f"/dataset?id={claim.dataset_id}",
+                    created_at=now,
+                )
+            )
+
+    def _release(self, claim: Claim) -> None:
+        """Give the dataset back to the queue after a pause, for a later claim (counted in `attempts`)."""
+        retry_at = utcnow() + timedelta(seconds=max(30.0, self.settings.sweep_interval_seconds))
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.update(_datasets)
+                .where(_datasets.c.id == claim.dataset_id, _datasets.c.lease_owner == self.owner)
+                .values(lease_owner=None, lease_expires_at=retry_at)
+            )
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+
+    def run_once(self, max_datasets: int | None = None) -> int:
+        """Validate claimable datasets until none is left (or `max_datasets` were done); returns how many."""
+        done = 0
+        while max_datasets is None or done < max_datasets:
+            claim = self.claim_next()
+            if claim is None:
+                break
+            self.process(claim)
+            done += 1
+        return done
+
+
+def summarize_errors(report: dict[str, Any]) -> str:
+    """One sentence for lists and notifications: how many errors, and the first one with its line."""
+    count = report.get("error_count") or 0
+    errors = report.get("errors") or []
+    text = f"{count:,} error{'s' if count != 1 else ''} found"
+    if errors:
+        first = errors[0]
+        where = f"line {first['line']}: " if first.get("line") is not None else ""
+        text += f"; the first: {where}{first['message']}"
+    return text
+
+
+# -- APScheduler wiring ---------------------------------------------------------------------------------------
+
+_scheduler_lock = threading.Lock()
+_scheduler: BackgroundScheduler | None = None
+
+
+def start_sweep(engine: Engine, store: ObjectStore, settings: Settings) -> BackgroundScheduler:
+    """Start this process's sweep (once: later calls return the running scheduler)."""
+    global _scheduler
+    with _scheduler_lock:
+        if _scheduler is not None and _scheduler.running:
+            return _scheduler
+        sweeper = Sweeper(engine, store, settings)
+        scheduler = BackgroundScheduler(timezone=UTC)
+        scheduler.add_job(
+            sweeper.run_once,
+            "interval",
+            seconds=settings.sweep_interval_seconds,
+            id=SWEEP_JOB_ID,
+            max_instances=1,
+            coalesce=True,
+            # A sweep that starts late is still worth running; the default of 1 s would skip it silently.
+            misfire_grace_time=max(30, int(settings.sweep_interval_seconds * 2)),
+            next_run_time=datetime.now(UTC),
+        )
+        scheduler.start()
+        _scheduler = scheduler
+        log.info("validation sweep started (every %ss, owner %s)", settings.sweep_interval_seconds, sweeper.owner)
+        return scheduler
+
+
+def stop_sweep(wait: bool = True) -> None:
+    global _scheduler
+    with _scheduler_lock:
+        if _scheduler is not None and _scheduler.running:
+            _scheduler.shutdown(wait=wait)
+        _scheduler = None
+
+
+def run_worker(settings: Settings, *, once: bool = False) -> int:
+    """`python -m lora_core worker`: the sweep alone, for deployments that run validation apart from the pages.
+
+    With `once`, validates what is claimable now and returns how many; else sweeps every interval until stopped.
+    """
+    runtime = build_runtime(settings)
+    sweeper = Sweeper(runtime.engine, runtime.store, runtime.settings)
+    if once:
+        return sweeper.run_once()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("worker %s sweeping every %ss", sweeper.owner, settings.sweep_interval_seconds)
+    done = 0
+    while not stop.is_set():
+        done += sweeper.run_once()
+        stop.wait(settings.sweep_interval_seconds)
+    return done

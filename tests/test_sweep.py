@@ -1,0 +1,263 @@
+"""The background sweep: claims with leases, results, notifications, retries; in-process and across processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from lora_core import service
+from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
+from lora_core.settings import Settings
+from lora_core.storage import LocalStore, ObjectInfo, TransientStorageError, make_store
+from lora_core.sweep import Sweeper
+from tests.conftest import EQ12_PATH
+
+USER = "alice"
+ROOT = Path(__file__).resolve().parents[1]
+GOOD_LINE = (
+    b'{"messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hello there"},'
+    b' {"role": "assistant", "content": "Hi! How can I help you today?"}]}\n'
+)
+
+
+@pytest.fixture
+def store(settings: Settings) -> LocalStore:
+    store = make_store(settings)
+    assert isinstance(store, LocalStore)
+    return store
+
+
+def queue_dataset(engine: Engine, store: LocalStore, settings: Settings, content: bytes, **fields: str) -> uuid.UUID:
+    """Create, upload and confirm a dataset, as a user would; returns its id (status validating)."""
+    data = {"name": "set", "file_name": "data.jsonl", "file_size": len(content), "format": "openai_chat"}
+    data.update(fields)
+    with Session(engine, expire_on_commit=False) as session:
+        dataset = service.create_dataset(session, store, settings, USER, data).dataset
+        store.put_stream(dataset.storage_path, [content], max_bytes=len(content))
+        service.confirm_upload(session, store, settings, USER, dataset.id)
+        return dataset.id
+
+
+def load(engine: Engine, dataset_id: uuid.UUID) -> Dataset:
+    with Session(engine) as session:
+        dataset = session.get(Dataset, dataset_id)
+        assert dataset is not None
+        return dataset
+
+
+def notifications(engine: Engine, dataset_id: uuid.UUID) -> list[Notification]:
+    with Session(engine) as session:
+        return list(session.exec(select(Notification).where(Notification.dataset_id == dataset_id)).all())
+
+
+class TestOutcomes:
+    def test_eq12_sample_becomes_ready_with_statistics_and_a_notification(self, engine, store, settings):
+        dataset_id = queue_dataset(
+            engine, store, settings, EQ12_PATH.read_bytes(), format="brightrun_lora_v4", name="EQ-12"
+        )
+        assert Sweeper(engine, store, settings).run_once() == 1
+        dataset = load(engine, dataset_id)
+        assert dataset.status == DatasetStatus.READY and dataset.training_ready
+        assert (dataset.total_conversations, dataset.total_training_pairs, dataset.total_turns) == (12, 44, 88)
+        assert (dataset.total_tokens, dataset.total_target_tokens) == (58316, 16533)
+        assert dataset.error_count == 0 and dataset.warning_count >= 44
+        assert dataset.validation_report["warning_counts"]["repeated_user_input"] == 44
+        assert dataset.validated_at is not None and dataset.lease_owner is None
+        [note] = notifications(engine, dataset_id)
+        assert note.kind == NotificationKind.DATASET_READY and note.user_id == USER
+        assert note.link == f"/dataset?id={dataset_id}"
+        assert "44 training pairs" in note.message
+
+    def test_invalid_file_becomes_error_with_first_error_and_a_notification(self, engine, store, settings):
+        content = GOOD_LINE + b"{not json\n" + GOOD_LINE
+        dataset_id = queue_dataset(engine, store, settings, content)
+        Sweeper(engine, store, settings).run_once()
+        dataset = load(engine, dataset_id)
+        assert dataset.status == DatasetStatus.ERROR and not dataset.training_ready
+        assert dataset.error_message.startswith("1 error found; the first: line 2: ")
+        assert dataset.validation_report["errors"][0]["code"] == "invalid_json"
+        [note] = notifications(engine, dataset_id)
+        assert note.kind == NotificationKind.DATASET_FAILED
+
+    def test_object_missing_at_validation_is_a_permanent_error(self, engine, store, settings):
+        dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
+        store.delete(load(engine, dataset_id).storage_path)
+        Sweeper(engine, store, settings).run_once()
+        dataset = load(engine, dataset_id)
+        assert dataset.status == DatasetStatus.ERROR
+        assert "missing from storage" in dataset.error_message
+        assert [n.kind for n in notifications(engine, dataset_id)] == [NotificationKind.DATASET_FAILED]
+
+    def test_object_over_the_limit_is_not_validated(self, engine, store, settings):
+        dataset_id = queue_dataset(engine, store, settings, GOOD_LINE * 3)
+        small = settings.model_copy(update={"max_upload_bytes": len(GOOD_LINE)})
+        Sweeper(engine, store, small).run_once()
+        dataset = load(engine, dataset_id)
+        assert dataset.status == DatasetStatus.ERROR
+        assert dataset.validation_report["error_counts"] == {"file_too_large": 1}
+        assert dataset.validation_report["errors"][0]["line"] is None
+
+    def test_deleted_and_uploading_datasets_are_not_claimed(self, engine, store, settings):
+        deleted = queue_dataset(engine, store, settings, GOOD_LINE)
+        with Session(engine) as session:
+            service.delete_dataset(session, USER, deleted)
+            service.create_dataset(
+                session, store, settings, USER, {"name": "u", "file_name": "u.jsonl", "file_size": 5}
+            )
+        assert Sweeper(engine, store, settings).run_once() == 0
+        assert load(engine, deleted).status == DatasetStatus.VALIDATING
+
+
+class FlakyStore(LocalStore):
+    """A local store whose reads fail with a transient error the first `failures` times."""
+
+    def __init__(self, inner: LocalStore, failures: int) -> None:
+        self.__dict__.update(inner.__dict__)
+        self.failures = failures
+        self.reads = 0
+
+    def iter_chunks(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        self.reads += 1
+        if self.reads <= self.failures:
+            raise TransientStorageError("connection reset")
+        yield from super().iter_chunks(key, chunk_size)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        return super().head(key)
+
+
+class TestRetriesAndLeases:
+    def test_transient_errors_are_retried_with_backoff(self, engine, store, settings):
+        dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
+        flaky = FlakyStore(store, failures=2)
+        sleeps: list[float] = []
+        Sweeper(engine, flaky, settings, sleep=sleeps.append).run_once()
+        assert load(engine, dataset_id).status == DatasetStatus.READY
+        assert flaky.reads == 3 and sleeps == [0.5, 1.0]
+
+    def test_storage_down_through_every_retry_requeues_then_fails_after_max_attempts(self, engine, store, settings):
+        dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
+        down = FlakyStore(store, failures=10**6)
+        sweeper = Sweeper(engine, down, settings, sleep=lambda _s: None)
+        sweeper.run_once()
+        dataset = load(engine, dataset_id)
+        assert dataset.status == DatasetStatus.VALIDATING and dataset.lease_owner is None
+        assert dataset.lease_expires_at > utcnow() and dataset.attempts == 1
+        assert down.reads == settings.storage_retries + 1
+        assert sweeper.run_once() == 0  # paused before the next claim
+        for _ in range(settings.sweep_max_attempts):
+            _expire_lease(engine, dataset_id)
+            sweeper.run_once()
+        dataset = load(engine, dataset_id)
+        assert dataset.status == DatasetStatus.ERROR
+        assert "interrupted" in dataset.error_message
+
+    def test_a_live_lease_is_respected_and_an_expired_one_is_taken_over(self, engine, store, settings):
+        dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
+        crashed = Sweeper(engine, store, settings, owner="crashed-process")
+        claim = crashed.claim_next()
+        assert claim is not None and claim.dataset_id == dataset_id and claim.attempts == 1
+        other = Sweeper(engine, store, settings, owner="other")
+        assert other.claim_next() is None
+        _expire_lease(engine, dataset_id)
+        assert other.run_once() == 1
+        dataset = load(engine, dataset_id)
+        assert dataset.status == DatasetStatus.READY and dataset.attempts == 2
+
+    def test_a_result_from_a_lost_lease_is_dropped(self, engine, store, settings):
+        dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
+        slow = Sweeper(engine, store, settings, owner="slow")
+        claim = slow.claim_next()
+        _expire_lease(engine, dataset_id)
+        assert Sweeper(engine, store, settings, owner="fast").claim_next() is not None
+        slow.process(claim)
+        dataset = load(engine, dataset_id)
+        assert dataset.status == DatasetStatus.VALIDATING and dataset.lease_owner == "fast"
+        assert notifications(engine, dataset_id) == []
+
+
+def _expire_lease(engine: Engine, dataset_id: uuid.UUID) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(Dataset.__table__)
+            .where(Dataset.__table__.c.id == dataset_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+
+def _worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LORA_")}
+    env.update(
+        LORA_DATA_DIR=str(settings.data_dir),
+        LORA_DATABASE_URL=settings.effective_database_url,
+        LORA_SECRET_KEY="test-secret",
+        PYTHONPATH=str(ROOT),
+        **extra,
+    )
+    return env
+
+
+@pytest.mark.slow
+class TestAcrossProcesses:
+    def test_two_worker_processes_validate_every_dataset_exactly_once(self, engine, store, settings):
+        ids = [queue_dataset(engine, store, settings, GOOD_LINE * (i + 1), name=f"set {i}") for i in range(40)]
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "lora_core", "worker", "--once"],
+                cwd=ROOT,
+                env=_worker_env(settings),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for _ in range(2)
+        ]
+        outputs = [w.communicate(timeout=120)[0].decode() for w in workers]
+        assert [w.returncode for w in workers] == [0, 0], outputs
+        for dataset_id in ids:
+            dataset = load(engine, dataset_id)
+            assert dataset.status == DatasetStatus.READY, dataset.error_message
+            assert dataset.attempts == 1
+            assert len(notifications(engine, dataset_id)) == 1
+        owners = {load(engine, i).validation_report is not None for i in ids}
+        assert owners == {True}
+
+    def test_a_worker_killed_mid_validation_is_taken_over_after_its_lease(self, engine, store, settings, tmp_path):
+        record = json.loads(EQ12_PATH.read_bytes().split(b"\n")[1])
+        count = 40 * 1024 * 1024 // len(json.dumps(record))  # ~40 MB: long enough to be caught mid-validation
+        big = "".join(json.dumps({**record, "id": f"pair-{i}"}) + "\n" for i in range(count)).encode()
+        dataset_id = queue_dataset(engine, store, settings, big, format="brightrun_lora_v4")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "lora_core", "worker", "--once"],
+            cwd=ROOT,
+            env=_worker_env(settings, LORA_SWEEP_LEASE_SECONDS="3"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while load(engine, dataset_id).lease_owner is None:
+            assert time.monotonic() < deadline and worker.poll() is None, "the worker never claimed the dataset"
+            time.sleep(0.02)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        dataset = load(engine, dataset_id)
+        assert dataset.status == DatasetStatus.VALIDATING and dataset.lease_owner is not None  # killed mid-way
+        assert Sweeper(engine, store, settings, owner="survivor").run_once() == 0  # its lease still holds
+        time.sleep(max(0.0, (dataset.lease_expires_at - utcnow()).total_seconds()) + 0.1)
+        assert Sweeper(engine, store, settings, owner="survivor").run_once() == 1
+        dataset = load(engine, dataset_id)
+        assert dataset.status == DatasetStatus.READY and dataset.attempts == 2
+        assert dataset.total_training_pairs == count
+        assert len(notifications(engine, dataset_id)) == 1
