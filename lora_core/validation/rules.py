@@ -6,6 +6,7 @@ the line's training messages, built from whatever of the record is well-typed, f
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -57,8 +58,23 @@ class RecordRules:
         self.check_scaffolding = fmt == "brightrun_lora_v4"
         self.add = add
         self.first_line_of_id: dict[str, int] = {}
+        # The raw line being checked, for `exact_number`; the validator sets it before each record.
+        self.line_bytes = b""
 
     # -- shared helpers ------------------------------------------------------------------------------------------
+
+    def exact_number(self, value: float, *path: str | int) -> int | float:
+        """The JSON number at `path` as written, where orjson gave a float for an integer beyond 64 bits.
+
+        orjson parses integers outside [-2^63, 2^64) as floats, which would make `turn_number: 10**20` look like
+        `1e20` (wrong_type). Such values are rare, so only then is the line parsed again with the standard library.
+        """
+        if not (value.is_integer() and abs(value) >= 2**63):
+            return value
+        exact: Any = json.loads(self.line_bytes)
+        for key in path:
+            exact = exact[key]
+        return exact
 
     def missing(self, line: int, field: str, what: str) -> None:
         self.add(
@@ -145,7 +161,9 @@ class RecordRules:
     def check_pair(self, obj: dict[str, Any], line: int) -> tuple[list[TrainingMessage], str | None, int]:
         """Returns (training messages, conversation_id or None, turn_number or 0)."""
         add = self.add
-        record_id = self.required_string(obj, line, "id")
+        record_id = obj.get("id")
+        if type(record_id) is not str or not record_id:
+            record_id = self.required_string(obj, line, "id")
         if record_id:
             first = self.first_line_of_id.setdefault(record_id, line)
             if first != line:
@@ -156,9 +174,13 @@ class RecordRules:
                     f"The id `{record_id}` is already used on line {first}.",
                     "Give every line its own id.",
                 )
-        conversation_id = self.required_string(obj, line, "conversation_id") or None
+        conversation_id = obj.get("conversation_id")
+        if type(conversation_id) is not str or not conversation_id:
+            conversation_id = self.required_string(obj, line, "conversation_id") or None
 
         turn_number = obj.get("turn_number", MISSING)
+        if type(turn_number) is float:
+            turn_number = self.exact_number(turn_number, "turn_number")
         turns = 0
         if turn_number is MISSING:
             self.missing(line, "turn_number", "a whole number, 1 or more")
@@ -245,45 +267,40 @@ class RecordRules:
         """History entries, their alternation, and the exporter's repeated last user message."""
         add = self.add
         valid: list[tuple[int, str, str | None]] = []  # (index, role, content if a string) of role-valid entries
-        for index, entry in enumerate(history):
-            field = f"conversation_history[{index}]"
-            if type(entry) is not dict:
-                self.wrong_type(line, field, entry, 'an object such as {"role": "user", "content": "..."}')
-                continue
-            role = self.role_of(entry, line, field, PAIR_HISTORY_ROLES)
-            content = entry.get("content", MISSING)
-            if content is MISSING:
-                self.missing(line, f"{field}.content", "a non-empty string")
-                content = None
-            elif type(content) is not str:
-                self.wrong_type(line, f"{field}.content", content, "a non-empty string")
-                content = None
-            elif not content:
-                add(
-                    "empty_content",
-                    line,
-                    f"{field}.content",
-                    f"The content of {field} is empty.",
-                    "Fill in the message or remove the entry.",
-                )
-            if role is not None:
-                valid.append((index, role, content))
-
         order_reported = False
         expected = "user"
-        previous: str | None = None
-        for index, role, _content in valid:
+        for index, entry in enumerate(history):
+            # Fast path for a well-formed entry; anything else is reported by the slow path.
+            if type(entry) is dict:
+                role = entry.get("role")
+                content = entry.get("content")
+                if not ((role == "user" or role == "assistant") and type(content) is str and content):
+                    role, content = self._history_entry(entry, line, index)
+            else:
+                self.wrong_type(
+                    line,
+                    f"conversation_history[{index}]",
+                    entry,
+                    'an object such as {"role": "user", "content": "..."}',
+                )
+                continue
+            if role is None:
+                continue
             if role != expected and not order_reported:
                 order_reported = True
-                self.role_order(line, f"conversation_history[{index}]", role, previous)
-            previous = role
+                self.role_order(line, f"conversation_history[{index}]", role, valid[-1][1] if valid else None)
             expected = "assistant" if role == "user" else "user"
+            valid.append((index, role, content))
 
         repeated_index = -1
         if valid and valid[-1][1] == "user":
             index, _role, content = valid[-1]
             # Compared after trimming: the exporter's copy and the input differ at most by surrounding whitespace.
-            if content is not None and user_input is not None and content.strip() == user_input.strip():
+            if (
+                content is not None
+                and user_input is not None
+                and (content == user_input or content.strip() == user_input.strip())
+            ):
                 repeated_index = index
                 add(
                     "repeated_user_input",
@@ -309,10 +326,33 @@ class RecordRules:
             if content is not None and index != repeated_index:
                 messages.append((role, content, None, False))
 
+    def _history_entry(self, entry: dict[str, Any], line: int, index: int) -> tuple[str | None, str | None]:
+        """Report what is wrong with one history entry; returns (role if valid, content if a string)."""
+        field = f"conversation_history[{index}]"
+        role = self.role_of(entry, line, field, PAIR_HISTORY_ROLES)
+        content = entry.get("content", MISSING)
+        if content is MISSING:
+            self.missing(line, f"{field}.content", "a non-empty string")
+            content = None
+        elif type(content) is not str:
+            self.wrong_type(line, f"{field}.content", content, "a non-empty string")
+            content = None
+        elif not content:
+            self.add(
+                "empty_content",
+                line,
+                f"{field}.content",
+                f"The content of {field} is empty.",
+                "Fill in the message or remove the entry.",
+            )
+        return role, content
+
     def _check_metadata(self, obj: dict[str, Any], line: int) -> None:
         add = self.add
         for name in METADATA_FIELDS:
             value = obj.get(name, MISSING)
+            if type(value) is dict:
+                continue
             if value is MISSING:
                 add(
                     "missing_metadata",
@@ -321,7 +361,7 @@ class RecordRules:
                     f"`{name}` is missing; filtering and reports by it will skip this line.",
                     f"Add `{name}` (an object) if your exporter has it.",
                 )
-            elif type(value) is not dict:
+            else:
                 self.wrong_type(line, name, value, "an object")
 
         metadata = obj.get("conversation_metadata")
@@ -417,7 +457,7 @@ class RecordRules:
                 )
             weight = None
             if is_openai:
-                weight = self._check_message_keys(entry, line, where, role)
+                weight = self._check_message_keys(entry, line, index, role)
             if role is not None:
                 valid.append((index, role, content, weight))
 
@@ -463,12 +503,13 @@ class RecordRules:
                 messages.append((role, content, weight, role == "assistant" and weight != 0))
         return messages, turns
 
-    def _check_message_keys(self, entry: dict[str, Any], line: int, where: str, role: str | None) -> int | None:
+    def _check_message_keys(self, entry: dict[str, Any], line: int, index: int, role: str | None) -> int | None:
         """OpenAI message keys: `name` a string, `weight` 0/1 on assistant messages, others unknown.
 
         Returns the effective weight of an assistant message (0 or 1), None for other roles.
         """
         add = self.add
+        where = f"messages[{index}]"
         for key in entry:
             if key not in MESSAGE_KEYS:
                 add(
@@ -495,6 +536,8 @@ class RecordRules:
         # An assistant message's effective weight: missing means trained (1), and so does an invalid weight.
         if weight is MISSING:
             return 1
+        if type(weight) is float:
+            weight = self.exact_number(weight, "messages", index, "weight")
         if type(weight) is not int:
             self.wrong_type(line, f"{where}.weight", weight, "the whole number 0 or 1")
             return 1

@@ -65,7 +65,7 @@ class StatsAccumulator:
         self.total_tokens = 0
         self.target_tokens = 0
         self.over_context_limit = 0
-        self.role_counts: Counter[str] = Counter()
+        self.role_counts: dict[str, int] = dict.fromkeys(("system", "user", "assistant"), 0)
         self.tokens_tally: Counter[int] = Counter()
         # Conversation key → its turns (pair: highest turn_number; conversation: largest user+assistant count).
         self.conversation_turns: dict[Hashable, int] = {}
@@ -83,20 +83,25 @@ class StatsAccumulator:
     ) -> None:
         """Count one example. `conversation_key` None means the line is a conversation of its own (`messages`)."""
         self.examples += 1
-        count_tokens = self.count_tokens
+        known = self.count_tokens.known.get
+        count_new = self.count_tokens.count_new
+        role_counts = self.role_counts
         tokens = 0
         for role, content, _weight, is_target in messages:
-            message_tokens = count_tokens(content)
+            message_tokens = known(content)
+            if message_tokens is None:
+                message_tokens = count_new(content)
             tokens += message_tokens
-            self.role_counts[role] += 1
+            role_counts[role] += 1
             if is_target:
                 self.training_pairs += 1
                 self.target_tokens += message_tokens
         self.total_tokens += tokens
-        self.tokens_tally[tokens] += 1
+        tally = self.tokens_tally
+        tally[tokens] = tally.get(tokens, 0) + 1  # Counter's += calls a Python-level __missing__ for new keys
 
         if conversation_key is None:
-            self.line_turns_tally[turns] += 1
+            self.line_turns_tally[turns] = self.line_turns_tally.get(turns, 0) + 1
         elif turns > self.conversation_turns.get(conversation_key, -1):
             self.conversation_turns[conversation_key] = turns
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -32,6 +33,10 @@ PAIR_KEYS = frozenset({"target_response", "current_user_input", "conversation_hi
 READ_BLOCK_BYTES = 1024 * 1024
 DEFAULT_LIMITS = ValidationLimits()  # frozen, so one shared default is safe
 FEW_EXAMPLES_BELOW = 10
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _check_format(fmt: str) -> None:
@@ -153,9 +158,10 @@ class _Validation:
             try:
                 record = loads(line)
             except decode_error as exc:
-                self.record_lines += 1
-                self._unparseable(number, line, exc)
-                continue
+                record = self._unparseable(number, line, exc)
+                if record is None:
+                    self.record_lines += 1
+                    continue
             if type(record) is not dict:
                 self.record_lines += 1
                 add(
@@ -169,14 +175,19 @@ class _Validation:
             if "_meta" in record and self._meta(number, record, number == first_nonblank):
                 continue
             self.record_lines += 1
+            self.rules.line_bytes = line
             self._record(number, record)
 
         if reader.stop_code != "not_text" and not array_file:
             self._file_level(reader.stop_code is not None)
         return self.issues.build_report(self.fmt, self.shape, self.stats.build(), self.stats.samples)
 
-    def _unparseable(self, number: int, line: bytes, exc: orjson.JSONDecodeError) -> None:
-        """Tell invalid UTF-8 (byte offset) from a lone surrogate from bad JSON (character column)."""
+    def _unparseable(self, number: int, line: bytes, exc: orjson.JSONDecodeError) -> Any:
+        """Tell invalid UTF-8 (byte offset) from a lone surrogate from bad JSON (character column).
+
+        Returns the parsed value instead when the line is valid JSON that orjson refuses: a number too large for a
+        double (1e400), which the standard library reads as infinity (then `out_of_range` or `wrong_type`).
+        """
         try:
             line.decode("utf-8")
         except UnicodeDecodeError as bad:
@@ -188,7 +199,7 @@ class _Validation:
                 "Save the file as UTF-8; a file saved as Latin-1 or Windows-1252 breaks on accented letters.",
                 offset=bad.start,
             )
-            return
+            return None
         column = exc.pos + 1  # orjson's pos counts characters of the decoded line, from 0
         if "surrogate" in exc.msg:
             self.issues.add(
@@ -200,7 +211,12 @@ class _Validation:
                 "Fix the text that produced it (often an emoji cut in half) or remove the escape.",
                 column=column,
             )
-            return
+            return None
+        if "infinity" in exc.msg:
+            try:
+                return json.loads(line, parse_constant=_refuse_constant)
+            except ValueError:
+                pass  # also not JSON to the standard library: report orjson's finding
         self.issues.add(
             "invalid_json",
             number,
@@ -210,6 +226,7 @@ class _Validation:
             "quotes, and each example must be complete on its own line.",
             column=column,
         )
+        return None
 
     def _meta(self, number: int, record: dict[str, Any], first_nonblank: bool) -> bool:
         """Header or misplaced `_meta`; True when the line needs nothing more (a header, or `_meta` alone)."""

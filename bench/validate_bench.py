@@ -1,0 +1,344 @@
+"""Validator speed and memory against two yardsticks, on a synthetic BrightRun v4 pair-shape file.
+
+    .venv/bin/python bench/validate_bench.py --size-mb 500 [--skip-e02] [--skip-s3] [--keep DIR]
+
+Measures, each in its own child process so peak RSS is that measurement's alone:
+  1. orjson     bare `orjson.loads` per line (`for line in file`, binary): the yardstick
+  2. e02        the E02 spec's way: read() the whole text, splitlines(), json.loads per line
+  3. local      validate_file on the local file
+  4. s3         validate_stream over get_object(...)["Body"].iter_chunks(1 MiB) from a moto server, which runs in
+                yet another process (moto holds the whole object in memory; that memory is not the validator's)
+Targets: validator MB/s ≥ 0.50 × orjson's, and validator peak RSS ≤ 200 MiB.
+
+The synthetic file is shaped like the BrightRun exporter's output (see /work/shared/samples/EQ-12...): one line per
+assistant turn, each repeating the system prompt and the whole history so far, the last user message both in the
+history and in `current_user_input`, and metadata objects with v4 scaffolding; text is mostly ASCII with some
+typographic quotes, dashes, accented words and emoji.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MIB = 1024 * 1024
+RATIO_TARGET = 0.50
+RSS_TARGET_MIB = 200
+
+_WORDS = [
+    "money",
+    "budget",
+    "savings",
+    "plan",
+    "mortgage",
+    "retirement",
+    "feel",
+    "worried",
+    "anxious",
+    "about",
+    "the",
+    "and",
+    "to",
+    "of",
+    "a",
+    "my",
+    "I",
+    "you",
+    "we",
+    "it",
+    "is",
+    "that",
+    "this",
+    "for",
+    "with",
+    "not",
+    "but",
+    "just",
+    "really",
+    "think",
+    "know",
+    "want",
+    "need",
+    "pay",
+    "debt",
+    "credit",
+    "card",
+    "interest",
+    "rate",
+    "month",
+    "year",
+    "income",
+    "spending",
+    "account",
+    "emergency",
+    "fund",
+    "goal",
+    "step",
+    "together",
+    "okay",
+    "understand",
+    "completely",
+    "normal",
+    "feeling",
+    "many",
+    "people",
+    "struggle",
+    "first",
+    "let's",
+    "look",
+    "at",
+    "numbers",
+    "options",
+    "small",
+    "progress",
+    "matters",
+    "proud",
+    "of",
+    "you",
+    "how",
+    "does",
+    "sound",
+]
+_FANCY = ["“really”", "—", "café", "naïve", "résumé", "€500", "…", "’s", "🙂", "→", "Zoë", "façade"]
+_PERSONAS = ["overwhelmed_avoider", "anxious_planner", "pragmatic_optimist", "confident_delegator"]
+_ARCS = ["shame_to_confidence", "anxiety_to_clarity", "crisis_to_referral", "confusion_to_understanding"]
+_TOPICS = ["mortgage_payoff_strategy", "emergency_fund", "retirement_catch_up", "credit_card_debt", "budgeting"]
+
+
+def _text(rng: random.Random, low: int, high: int) -> str:
+    words = rng.choices(_WORDS, k=rng.randint(low, high))
+    for _ in range(len(words) // 40):
+        words[rng.randrange(len(words))] = rng.choice(_FANCY)
+    text = " ".join(words)
+    if len(words) > 60 and rng.random() < 0.5:  # paragraphs, as assistants write them
+        cut = text.find(" ", len(text) // 2)
+        text = text[:cut] + "\n\n" + text[cut + 1 :]
+    return text[0].upper() + text[1:] + "."
+
+
+def generate(path: Path, size_mb: int, seed: int = 7) -> int:
+    """Write a synthetic v4 pair-shape file of about `size_mb` MB; returns the number of lines."""
+    rng = random.Random(seed)
+    system_prompts = [_text(rng, 90, 140) for _ in range(4)]
+    target = size_mb * 1_000_000
+    written = lines = conversation = 0
+    with open(path, "wb") as out:
+        out.write(orjson.dumps({"_meta": {"file_name": "synthetic", "total_pairs": 0, "version": "4.0.0"}}) + b"\n")
+        while written < target:
+            conversation += 1
+            conversation_id = f"{conversation:08x}-synthetic"
+            system_prompt = rng.choice(system_prompts)
+            metadata = {
+                "client_persona": "Synthetic Persona - " + _text(rng, 2, 4),
+                "client_background": _text(rng, 30, 60),
+                "persona_archetype": rng.choice(_PERSONAS),
+                "emotional_arc": "Synthetic → Arc",
+                "emotional_arc_key": rng.choice(_ARCS),
+                "training_topic": "Synthetic Topic",
+                "training_topic_key": rng.choice(_TOPICS),
+            }
+            history: list[dict[str, Any]] = []
+            for turn in range(1, rng.randint(2, 6)):  # 1 to 5 assistant turns: 1 to 9 history entries
+                user = _text(rng, 15, 90)
+                history.append({"turn": 2 * turn - 1, "role": "user", "content": user, "emotional_state": {"p": 0.5}})
+                answer = _text(rng, 80, 260)
+                record = {
+                    "id": f"fp_{conversation_id}_turn{2 * turn}",
+                    "conversation_id": conversation_id,
+                    "turn_number": 2 * turn,
+                    "conversation_metadata": metadata,
+                    "system_prompt": system_prompt,
+                    "conversation_history": history,
+                    "current_user_input": user,
+                    "emotional_context": {"detected_emotions": {"primary": "worry", "primary_confidence": 0.8}},
+                    "target_response": answer,
+                    "training_metadata": {"quality_score": round(rng.uniform(3, 5), 1), "human_reviewed": True},
+                }
+                data = orjson.dumps(record) + b"\n"
+                out.write(data)
+                written += len(data)
+                lines += 1
+                history.append({"turn": 2 * turn, "role": "assistant", "content": answer})
+    return lines
+
+
+# -- measurements, each run in a child process ---------------------------------------------------------------------
+
+
+def _measure(mode: str, target: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if mode == "orjson":
+        count = 0
+        with open(target, "rb") as handle:
+            for line in handle:
+                orjson.loads(line)
+                count += 1
+        extra["lines"] = count
+    elif mode == "e02":
+        with open(target, encoding="utf-8") as handle:
+            text = handle.read()
+        count = 0
+        for line in text.splitlines():
+            if line.strip():
+                json.loads(line)
+                count += 1
+        extra["lines"] = count
+    elif mode == "local":
+        from lora_core.validation import validate_file
+
+        report = validate_file(target)
+        extra = {"valid": report.valid, "pairs": report.stats.total_training_pairs, "errors": report.error_count}
+    elif mode == "s3":
+        import boto3
+        from botocore.config import Config
+
+        from lora_core.validation import validate_stream
+
+        endpoint, bucket, key = target.split("|")
+        client = _s3_client(boto3, Config, endpoint)
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        report = validate_stream(body.iter_chunks(MIB))
+        extra = {"valid": report.valid, "pairs": report.stats.total_training_pairs, "errors": report.error_count}
+    else:
+        raise SystemExit(f"unknown measurement {mode}")
+    seconds = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"seconds": seconds, "peak_rss_mib": peak_kib / 1024, **extra}
+
+
+def _s3_client(boto3: Any, config_class: Any, endpoint: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=config_class(request_checksum_calculation="when_required", response_checksum_validation="when_required"),
+    )
+
+
+def _serve_moto() -> None:
+    """Run a moto server until stdin closes; print its endpoint first."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    print(f"http://{host}:{port}", flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+def _child(mode: str, target: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, __file__, "--measure", mode, target], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        return {"failed": (result.stderr or result.stdout).strip().splitlines()[-1:]}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _run_s3(path: Path) -> dict[str, Any]:
+    import boto3
+    from botocore.config import Config
+
+    moto = subprocess.Popen(
+        [sys.executable, __file__, "--serve-moto"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        endpoint = moto.stdout.readline().strip() if moto.stdout else ""
+        client = _s3_client(boto3, Config, endpoint)
+        client.create_bucket(Bucket="bench")
+        client.upload_file(str(path), "bench", "dataset.jsonl")
+        return _child("s3", f"{endpoint}|bench|dataset.jsonl")
+    finally:
+        if moto.stdin:
+            moto.stdin.close()
+        try:
+            moto.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            moto.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mb", type=int, default=100)
+    parser.add_argument("--skip-e02", action="store_true", help="skip the E02 yardstick (it needs ~8x the file in RAM)")
+    parser.add_argument("--skip-s3", action="store_true")
+    parser.add_argument("--keep", type=Path, help="write the synthetic file into this folder and keep it")
+    parser.add_argument("--measure", nargs=2, metavar=("MODE", "TARGET"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve-moto", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(_measure(*args.measure)))
+        return
+    if args.serve_moto:
+        _serve_moto()
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"synthetic-v4-pairs-{args.size_mb}mb.jsonl"
+        if not path.exists():
+            started = time.perf_counter()
+            lines = generate(path, args.size_mb)
+            print(f"generated {path.name}: {lines:,} lines in {time.perf_counter() - started:.0f} s", flush=True)
+        size = path.stat().st_size
+        print(f"file: {size / 1e6:,.0f} MB ({size / MIB:,.0f} MiB)\n", flush=True)
+
+        results: dict[str, dict[str, Any]] = {}
+        plan = [("orjson", "bare orjson.loads per line (yardstick)"), ("e02", "E02 spec: read+splitlines+json")]
+        plan += [("local", "validator, local file"), ("s3", "validator, S3 (moto) stream")]
+        for mode, label in plan:
+            if (mode == "e02" and args.skip_e02) or (mode == "s3" and args.skip_s3):
+                continue
+            result = _run_s3(path) if mode == "s3" else _child(mode, str(path))
+            results[mode] = result
+            if "failed" in result:
+                print(f"{label:<40} FAILED: {result['failed']}", flush=True)
+            else:
+                result["mb_per_s"] = size / 1e6 / result["seconds"]
+                extra = {k: v for k, v in result.items() if k not in ("seconds", "peak_rss_mib", "mb_per_s")}
+                print(
+                    f"{label:<40} {result['mb_per_s']:8.1f} MB/s {result['peak_rss_mib']:8.0f} MiB peak RSS  {extra}",
+                    flush=True,
+                )
+
+        print()
+        yard = results.get("orjson", {}).get("mb_per_s")
+        e02 = results.get("e02", {}).get("mb_per_s")
+        for mode in ("local", "s3"):
+            result = results.get(mode)
+            if not result or "failed" in result:
+                continue
+            ratio = result["mb_per_s"] / yard if yard else float("nan")
+            speed_ok = "PASS" if ratio >= RATIO_TARGET else "FAIL"
+            rss_ok = "PASS" if result["peak_rss_mib"] <= RSS_TARGET_MIB else "FAIL"
+            versus_e02 = f", {result['mb_per_s'] / e02:.1f}x E02" if e02 else ""
+            print(
+                f"{mode:<6} speed {ratio:.2f}x orjson (target ≥ {RATIO_TARGET:.2f}) {speed_ok}{versus_e02}; "
+                f"peak RSS {result['peak_rss_mib']:.0f} MiB (target ≤ {RSS_TARGET_MIB}) {rss_ok}"
+            )
+
+
+if __name__ == "__main__":
+    main()
