@@ -13,7 +13,7 @@ Targets: validator MB/s ≥ 0.50 × orjson's, and validator peak RSS ≤ 200 MiB
 The synthetic file is shaped like the BrightRun exporter's output (see /work/shared/samples/EQ-12...): one line per
 assistant turn, each repeating the system prompt and the whole history so far, the last user message both in the
 history and in `current_user_input`, and metadata objects with v4 scaffolding; text is mostly ASCII with some
-typographic quotes, dashes, accented words and emoji.
+typographic quotes, dashes, accented words and emoji in 30% of the messages (EQ-12: 24%).
 """
 
 from __future__ import annotations
@@ -112,6 +112,8 @@ _WORDS = [
     "does",
     "sound",
 ]
+# In the EQ-12 export a quarter of the messages hold a non-ASCII character (an em dash, an arrow).
+NON_ASCII_SHARE = 0.3
 _FANCY = ["“really”", "—", "café", "naïve", "résumé", "€500", "…", "’s", "🙂", "→", "Zoë", "façade"]
 _PERSONAS = ["overwhelmed_avoider", "anxious_planner", "pragmatic_optimist", "confident_delegator"]
 _ARCS = ["shame_to_confidence", "anxiety_to_clarity", "crisis_to_referral", "confusion_to_understanding"]
@@ -120,8 +122,9 @@ _TOPICS = ["mortgage_payoff_strategy", "emergency_fund", "retirement_catch_up", 
 
 def _text(rng: random.Random, low: int, high: int) -> str:
     words = rng.choices(_WORDS, k=rng.randint(low, high))
-    for _ in range(len(words) // 40):
-        words[rng.randrange(len(words))] = rng.choice(_FANCY)
+    if rng.random() < NON_ASCII_SHARE:
+        for _ in range(rng.randint(1, 3)):
+            words[rng.randrange(len(words))] = rng.choice(_FANCY)
     text = " ".join(words)
     if len(words) > 60 and rng.random() < 0.5:  # paragraphs, as assistants write them
         cut = text.find(" ", len(text) // 2)

@@ -37,11 +37,10 @@ def _binary_kind(head: bytes) -> str | None:
 class LineReader:
     """Iterate `(line_number, line)` over a byte stream; `line` is None for a line over the line limit.
 
-    Lines are physical, 1-based, counted in the decompressed text; the b"\\n" (and a CR before it) is not part of
-    the line. File-level findings go to `issues` as they happen. Afterwards, `stop_code` names the issue that broke
-    the stream (`invalid_gzip`, `decompressed_too_large`, `not_text`) or is None, and `byte_count` is the
-    decompressed size read.
-    Exceptions raised by `chunks` itself propagate unchanged.
+    Lines are physical, 1-based, counted in the decompressed text; the b"\\n" is not part of the line, and a CR
+    before it stays (JSON reads it as whitespace) but does not count toward the line limit. File-level findings go
+    to `issues` as they happen. Afterwards, `stop_code` names the issue that broke the stream (`invalid_gzip`,
+    `decompressed_too_large`, `not_text`) or is None. Exceptions raised by `chunks` itself propagate unchanged.
     """
 
     def __init__(self, chunks: Iterable[bytes], limits: ValidationLimits, issues: IssueCollector) -> None:
@@ -49,8 +48,6 @@ class LineReader:
         self._limits = limits
         self._issues = issues
         self.stop_code: str | None = None
-        self.is_gzip = False
-        self.byte_count = 0
 
     # -- bytes ---------------------------------------------------------------------------------------------------
 
@@ -63,7 +60,6 @@ class LineReader:
             if len(head) >= len(GZIP_MAGIC):
                 break
         if head.startswith(GZIP_MAGIC):
-            self.is_gzip = True
             yield from self._gunzip(chain((head,), chunks))
             return
         if head:
@@ -165,7 +161,6 @@ class LineReader:
         too_long = False  # the current unfinished line is over the limit; its bytes are being dropped
         number = 0
         for chunk in chunks:
-            self.byte_count += len(chunk)
             parts = chunk.split(b"\n")
             tail = parts.pop()
             for part in parts:
@@ -179,10 +174,7 @@ class LineReader:
                     part = b"".join(pending)
                     pending = []
                     pending_size = 0
-                if len(part) > limit and (len(part) > held_limit or part[-1:] != b"\r"):
-                    yield number, None
-                else:
-                    yield number, part
+                yield number, None if _over_limit(part, limit) else part
             if tail and not too_long:
                 pending_size += len(tail)
                 if pending_size > held_limit:
@@ -197,10 +189,12 @@ class LineReader:
             yield number + 1, None
         elif pending:
             part = b"".join(pending)
-            if len(part) > limit and (len(part) > held_limit or part[-1:] != b"\r"):
-                yield number + 1, None
-            else:
-                yield number + 1, part
+            yield number + 1, None if _over_limit(part, limit) else part
+
+
+def _over_limit(line: bytes, limit: int) -> bool:
+    """Longer than `limit` bytes, not counting the CR of a CRLF line end."""
+    return len(line) > limit and (len(line) > limit + 1 or line[-1:] != b"\r")
 
 
 def _mib(size: int) -> str:
