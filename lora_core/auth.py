@@ -5,7 +5,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
+from sqlmodel import Session
+
 from lora_core.settings import Settings
+from lora_core.tokens import authenticate_token
 
 
 def is_trusted_proxy(client_host: str | None, settings: Settings) -> bool:
@@ -33,4 +36,37 @@ def user_from_proxy_headers(headers: Mapping[str, str], client_host: str | None,
     for name, value in headers.items():
         if name.lower() == wanted and value.strip():
             return value.strip()[:255]
+    return None
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; "" when the header is there but malformed."""
+    value = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
+    if value is None:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return ""
+    return token.strip()
+
+
+def authenticate_request(
+    headers: Mapping[str, str], client_host: str | None, session: Session, settings: Settings
+) -> str | None:
+    """The user id an API request acts for, or None (the route answers 401). Cookies are never looked at.
+
+    - `local`: always `settings.local_user_id` (the server listens on loopback only; see .streamlit/config.toml).
+    - `oidc`: only a personal API token in `Authorization: Bearer`; the browser's OIDC cookie is not honoured, so
+      a page on another site cannot make the browser call the API for its user (no CSRF surface).
+    - `proxy`: a personal API token, or else the user header of a trusted proxy (which has authenticated the
+      caller itself). A request that sends an Authorization header is judged by it alone: a bad token is 401 even
+      behind the proxy, so a script learns its token is wrong instead of silently acting as someone else.
+    """
+    if settings.auth_mode == "local":
+        return settings.local_user_id
+    token = bearer_token(headers)
+    if token is not None:
+        return authenticate_token(session, token) if token else None
+    if settings.auth_mode == "proxy":
+        return user_from_proxy_headers(headers, client_host, settings)
     return None
