@@ -1,23 +1,58 @@
 """The JSON API and the local storage endpoints, as Starlette routes that `app.py` mounts in the `st.App`.
 
 Streamlit gives custom routes no auth, no XSRF check and a shared thread pool, so every route here authenticates
-on its own (`lora_core.auth.authenticate_request`, never cookies), and big bodies are streamed, never read whole.
+on its own (`lora_core.auth.authenticate_request`, never cookies), database work runs in worker threads, and big
+bodies are streamed, never read whole.
+
+Every answer is the E02 envelope: `{"success": true, "data": ...}` or `{"error": "...", "details": [...],
+"code": "..."}`. One table of operations drives both the routing and `GET /api/openapi.json`, so the document
+cannot drift from what is served. Status codes:
+
+| status | when |
+|---|---|
+| 400 | invalid input: per-field `details` (`field`, `message`, `code`); unknown fields; a body that is not JSON |
+| 401 | no valid credentials (API routes), or a storage link that is forged or expired |
+| 404 | a dataset or notification that does not exist or is not yours (never 403), an unknown `/api/` path |
+| 405 | a known `/api/` path with a method it does not have |
+| 409 | the dataset is in the wrong state for the action (e.g. confirming twice) |
+| 413 | a body over its limit (64 KiB for JSON, the declared size or `LORA_MAX_UPLOAD_BYTES` for a file) |
+| 422 | the uploaded file failed the confirm checks (missing, wrong size): the dataset is now `error` |
+| 500 | anything unexpected; logged, answered as `{"error": "Internal server error"}` without internals |
+| 503 | storage or database unreachable |
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, compile_path
 
-from lora_core.errors import Conflict, InvalidInput, NotFound, ServiceError, StorageUnavailable, UploadRejected
+from lora_core import service
+from lora_core.auth import authenticate_request
+from lora_core.errors import (
+    Conflict,
+    FieldProblem,
+    InvalidInput,
+    NotFound,
+    ServiceError,
+    StorageUnavailable,
+    UploadRejected,
+)
+from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind
 from lora_core.runtime import Runtime
 from lora_core.storage import (
     ExpiredToken,
@@ -26,6 +61,7 @@ from lora_core.storage import (
     LocalStore,
     ObjectTooLarge,
     StorageError,
+    TokenClaims,
     content_disposition,
 )
 
@@ -33,7 +69,12 @@ log = logging.getLogger(__name__)
 
 RuntimeGetter = Callable[[], Runtime]
 Handler = Callable[[Request, Runtime], Awaitable[Response]]
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
+MAX_JSON_BODY_BYTES = 64 * 1024
+# A page far beyond any real list still has to fit the database's 64-bit OFFSET; this keeps page x limit small.
+MAX_PAGE = 1_000_000
 # Uploads hold one worker thread each for their whole duration (the writer pulls chunks from the event loop);
 # their own limiter keeps a burst of uploads from starving the pool that Streamlit's sync handlers share.
 MAX_CONCURRENT_UPLOADS = 8
@@ -47,25 +88,197 @@ def _upload_threads() -> anyio.CapacityLimiter:
     return _upload_limiter
 
 
+# --- Request and response models --------------------------------------------------------------------------------
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire (as in E02), snake_case in Python."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+
+class DatasetCreateRequest(service.DatasetCreate):
+    """The body of `POST /api/datasets`: the service's own input model, spelled camelCase; unknown keys are 400.
+
+    `fileSize` must also be at most the server's upload limit (`LORA_MAX_UPLOAD_BYTES`, 500 MiB by default).
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=False,
+        validate_by_alias=True,
+        extra="forbid",
+        str_strip_whitespace=True,
+        title="DatasetCreateRequest",
+    )
+
+    @field_validator("description")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        # PostgreSQL text cannot hold NUL; refuse it here rather than fail at INSERT.
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+
+class DatasetSummary(ApiModel):
+    """A dataset as lists show it: everything but the full validation report. Never a stored URL."""
+
+    id: uuid.UUID
+    name: str
+    description: str | None
+    format: str
+    status: DatasetStatus
+    file_name: str
+    file_size: int
+    storage_path: str
+    training_ready: bool
+    total_examples: int | None
+    total_conversations: int | None
+    total_training_pairs: int | None
+    total_turns: int | None
+    total_tokens: int | None
+    total_target_tokens: int | None
+    avg_turns_per_conversation: float | None
+    avg_tokens_per_pair: float | None
+    error_count: int | None
+    warning_count: int | None
+    error_message: str | None
+    created_at: datetime
+    updated_at: datetime
+    validated_at: datetime | None
+
+
+class DatasetDetail(DatasetSummary):
+    """One dataset with its validation report (FORMAT.md's report, as the validator wrote it)."""
+
+    validation_report: dict[str, Any] | None
+
+
+class CreatedDatasetOut(ApiModel):
+    """Send `uploadMethod` to `uploadUrl` with exactly `uploadHeaders` and the file as the body, then confirm."""
+
+    dataset: DatasetDetail
+    upload_url: str
+    upload_method: str
+    upload_headers: dict[str, str]
+    storage_path: str
+    upload_expires_in: int = Field(description="Seconds until uploadUrl stops working.")
+
+
+class DatasetListOut(ApiModel):
+    datasets: list[DatasetSummary]
+    total: int
+    page: int
+    limit: int
+    total_pages: int
+
+
+class DownloadOut(ApiModel):
+    url: str = Field(description="Fresh, expiring, never stored; GET it to download the file as an attachment.")
+    file_name: str
+    expires_in: int = Field(description="Seconds until the URL stops working.")
+
+
+class DeletedOut(ApiModel):
+    id: uuid.UUID
+    deleted: bool
+
+
+class NotificationOut(ApiModel):
+    id: uuid.UUID
+    kind: NotificationKind
+    title: str
+    message: str
+    link: str | None
+    dataset_id: uuid.UUID | None
+    created_at: datetime
+    read_at: datetime | None
+
+
+class NotificationListOut(ApiModel):
+    notifications: list[NotificationOut]
+    unread_count: int = Field(alias="unread_count")
+
+
+class MarkedReadOut(ApiModel):
+    marked: int = Field(description="How many notifications were unread.")
+
+
+class UploadedOut(ApiModel):
+    size: int = Field(description="Bytes stored.")
+
+
+class HealthOut(ApiModel):
+    database: Literal["ok"]
+    storage: Literal["ok"]
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+    code: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer. `details` lists per-field problems (empty when there are none)."""
+
+    error: str
+    details: list[ErrorDetail]
+    code: str | None = None
+
+
+class DatasetListQuery(ApiModel):
+    page: int = Field(default=1, ge=1, le=MAX_PAGE)
+    limit: int = Field(default=service.DEFAULT_PAGE_LIMIT, ge=1, le=service.MAX_PAGE_LIMIT)
+    status: DatasetStatus | None = None
+    search: str | None = Field(
+        default=None, max_length=200, description="Matches names, case-insensitively; % and _ match themselves."
+    )
+
+    @field_validator("search")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and re.search(r"[\x00-\x1f\x7f]", value):
+            raise ValueError("must not contain control characters")
+        return value
+
+
+class NotificationListQuery(ApiModel):
+    unread: bool = Field(default=False, description="Only unread notifications.")
+    limit: int = Field(default=service.DEFAULT_PAGE_LIMIT, ge=1, le=service.MAX_PAGE_LIMIT)
+
+
 # --- Envelope and error mapping ---------------------------------------------------------------------------------
 
 
-def ok(data: Any, status_code: int = 200) -> JSONResponse:
-    return JSONResponse({"success": True, "data": data}, status_code=status_code)
+def ok(data: BaseModel, status_code: int = 200) -> JSONResponse:
+    return JSONResponse({"success": True, "data": data.model_dump(mode="json", by_alias=True)}, status_code)
 
 
-def error_response(status_code: int, message: str, details: Any = None, code: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": message, "details": details if details is not None else []}
+def error_response(
+    status_code: int, message: str, details: list[FieldProblem] | None = None, code: str | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"error": message, "details": [_camel_problem(d) for d in details or []]}
     if code:
         body["code"] = code
     headers = {"WWW-Authenticate": 'Bearer realm="lora"'} if status_code == 401 else None
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
-class ApiError(Exception):
-    """An HTTP answer decided before any use case runs (bad token, body too large, bad JSON)."""
+def _camel_problem(problem: FieldProblem) -> dict[str, str]:
+    """The service names fields in snake_case; the API's clients know them in camelCase."""
+    return {**problem.to_dict(), "field": ".".join(to_camel(part) for part in problem.field.split("."))}
 
-    def __init__(self, status_code: int, message: str, details: Any = None, code: str | None = None) -> None:
+
+class ApiError(Exception):
+    """An HTTP answer decided before any use case runs (bad credentials, body too large, not JSON)."""
+
+    def __init__(
+        self, status_code: int, message: str, details: list[FieldProblem] | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
@@ -84,11 +297,18 @@ SERVICE_STATUS: dict[type[ServiceError], int] = {
 
 def service_error_response(error: ServiceError) -> JSONResponse:
     status_code = next((code for kind, code in SERVICE_STATUS.items() if isinstance(error, kind)), 400)
-    return error_response(status_code, error.message, [d.to_dict() for d in error.details], error.code)
+    return error_response(status_code, error.message, error.details, error.code)
+
+
+def _problems(error: ValidationError) -> list[FieldProblem]:
+    return [
+        FieldProblem(field=".".join(str(p) for p in e["loc"]) or "body", message=e["msg"], code=e["type"])
+        for e in error.errors(include_url=False)
+    ]
 
 
 def endpoint(handler: Handler, get_runtime: RuntimeGetter) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler so every error becomes the E02 envelope, and nothing internal leaks into a 500."""
+    """Wrap a handler so every error becomes the envelope, and nothing internal leaks into a 500."""
 
     async def run(request: Request) -> Response:
         try:
@@ -109,24 +329,12 @@ def endpoint(handler: Handler, get_runtime: RuntimeGetter) -> Callable[[Request]
     return run
 
 
-# --- Local storage endpoints ------------------------------------------------------------------------------------
+async def in_thread(work: Callable[[], T]) -> T:
+    """Database and storage calls block: run them off the event loop."""
+    return await anyio.to_thread.run_sync(work)
 
 
-def _local_store(runtime: Runtime) -> LocalStore:
-    if not isinstance(runtime.store, LocalStore):
-        # S3 deployments upload and download with presigned URLs; these routes do not exist for them.
-        raise ApiError(404, "Not found.", code="not_found")
-    return runtime.store
-
-
-def _token_claims(request: Request, store: LocalStore, op: str) -> Any:
-    token = request.query_params.get("token", "")
-    try:
-        return store.verify_token(token, op)  # type: ignore[arg-type]
-    except ExpiredToken as error:
-        raise ApiError(401, str(error), code="expired_token") from None
-    except (InvalidToken, InvalidKey):
-        raise ApiError(401, "This link is not valid.", code="invalid_token") from None
+# --- Request helpers --------------------------------------------------------------------------------------------
 
 
 def declared_length(request: Request) -> int | None:
@@ -139,6 +347,266 @@ def declared_length(request: Request) -> int | None:
     return int(value)
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing with 413 as soon as it is known to exceed `limit` (header first, then counting)."""
+    length = declared_length(request)
+    too_large = ApiError(413, f"The request body is larger than {limit:,} bytes.", code="too_large")
+    if length is not None and length > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+async def json_body(request: Request, model: type[M]) -> M:
+    """Parse and validate a JSON body; anything but a JSON object of the model's fields is 400 with details."""
+    raw = await read_body(request, MAX_JSON_BODY_BYTES)
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        problems = _problems(error)
+        if any(p.code == "json_invalid" for p in problems):
+            raise ApiError(400, "The request body is not valid JSON.", problems, "invalid_json") from None
+        message = "Some fields are not valid: " + "; ".join(f"{p.field}: {p.message}" for p in problems)
+        raise ApiError(400, message, problems, "invalid_input") from None
+
+
+def query(request: Request, model: type[M]) -> M:
+    """Validate query parameters (the last value wins when one is repeated; unknown ones are ignored)."""
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as error:
+        problems = _problems(error)
+        message = "Some parameters are not valid: " + "; ".join(f"{p.field}: {p.message}" for p in problems)
+        raise ApiError(400, message, problems, "invalid_input") from None
+
+
+async def current_user(request: Request, runtime: Runtime) -> str:
+    """The caller's user id (see `authenticate_request` for each identity mode), or 401."""
+    settings = runtime.settings
+    if settings.auth_mode == "local":
+        return settings.local_user_id
+    headers = dict(request.headers.items())
+    client_host = request.client.host if request.client else None
+
+    def lookup() -> str | None:
+        with runtime.session() as session:
+            return authenticate_request(headers, client_host, session, settings)
+
+    user_id = await in_thread(lookup)
+    if user_id is None:
+        raise ApiError(
+            401, "Authentication required: send 'Authorization: Bearer <personal API token>'.", code="unauthorized"
+        )
+    return user_id
+
+
+# --- Datasets ---------------------------------------------------------------------------------------------------
+
+
+def dataset_detail(dataset: Dataset) -> DatasetDetail:
+    return DatasetDetail.model_validate(dataset, from_attributes=True)
+
+
+async def create_dataset(request: Request, runtime: Runtime) -> Response:
+    """Create the record and an expiring upload URL; a 201 means both exist."""
+    user_id = await current_user(request, runtime)
+    data = await json_body(request, DatasetCreateRequest)
+
+    def work() -> CreatedDatasetOut:
+        with runtime.session() as session:
+            created = service.create_dataset(session, runtime.store, runtime.settings, user_id, data)
+        return CreatedDatasetOut(
+            dataset=dataset_detail(created.dataset),
+            upload_url=created.upload.url,
+            upload_method=created.upload.method,
+            upload_headers=created.upload.headers,
+            storage_path=created.dataset.storage_path,
+            upload_expires_in=runtime.settings.upload_url_ttl_seconds,
+        )
+
+    return ok(await in_thread(work), 201)
+
+
+async def list_datasets(request: Request, runtime: Runtime) -> Response:
+    user_id = await current_user(request, runtime)
+    params = query(request, DatasetListQuery)
+
+    def work() -> DatasetListOut:
+        with runtime.session() as session:
+            page = service.list_datasets(
+                session, user_id, status=params.status, search=params.search, page=params.page, limit=params.limit
+            )
+        return DatasetListOut(
+            datasets=[DatasetSummary.model_validate(d, from_attributes=True) for d in page.items],
+            total=page.total,
+            page=page.page,
+            limit=page.limit,
+            total_pages=page.total_pages,
+        )
+
+    return ok(await in_thread(work))
+
+
+async def get_dataset(request: Request, runtime: Runtime) -> Response:
+    user_id = await current_user(request, runtime)
+    dataset_id = request.path_params["id"]
+
+    def work() -> DatasetDetail:
+        with runtime.session() as session:
+            return dataset_detail(service.get_dataset(session, user_id, dataset_id))
+
+    return ok(await in_thread(work))
+
+
+async def delete_dataset(request: Request, runtime: Runtime) -> Response:
+    """Soft delete: gone from every view; the record and file stay for recovery or audit."""
+    user_id = await current_user(request, runtime)
+    dataset_id = request.path_params["id"]
+
+    def work() -> DeletedOut:
+        with runtime.session() as session:
+            dataset = service.get_dataset(session, user_id, dataset_id)
+            service.delete_dataset(session, user_id, dataset.id)
+        return DeletedOut(id=dataset.id, deleted=True)
+
+    return ok(await in_thread(work))
+
+
+async def confirm_dataset(request: Request, runtime: Runtime) -> Response:
+    """The upload is done: check it and queue validation (the dataset becomes `validating`)."""
+    user_id = await current_user(request, runtime)
+    dataset_id = request.path_params["id"]
+
+    def work() -> DatasetDetail:
+        with runtime.session() as session:
+            return dataset_detail(service.confirm_upload(session, runtime.store, runtime.settings, user_id, dataset_id))
+
+    return ok(await in_thread(work))
+
+
+async def revalidate_dataset(request: Request, runtime: Runtime) -> Response:
+    user_id = await current_user(request, runtime)
+    dataset_id = request.path_params["id"]
+
+    def work() -> DatasetDetail:
+        with runtime.session() as session:
+            return dataset_detail(service.revalidate_dataset(session, runtime.store, user_id, dataset_id))
+
+    return ok(await in_thread(work))
+
+
+async def download_dataset(request: Request, runtime: Runtime) -> Response:
+    user_id = await current_user(request, runtime)
+    dataset_id = request.path_params["id"]
+
+    def work() -> DownloadOut:
+        with runtime.session() as session:
+            url = service.download_url(session, runtime.store, user_id, dataset_id)
+            dataset = service.get_dataset(session, user_id, dataset_id)
+        return DownloadOut(url=url, file_name=dataset.file_name, expires_in=runtime.settings.download_url_ttl_seconds)
+
+    return ok(await in_thread(work))
+
+
+# --- Notifications ----------------------------------------------------------------------------------------------
+
+
+async def list_notifications(request: Request, runtime: Runtime) -> Response:
+    user_id = await current_user(request, runtime)
+    params = query(request, NotificationListQuery)
+
+    def work() -> NotificationListOut:
+        with runtime.session() as session:
+            items = service.list_notifications(session, user_id, unread_only=params.unread, limit=params.limit)
+            unread = service.unread_notification_count(session, user_id)
+        return NotificationListOut(
+            notifications=[_notification(n) for n in items],
+            unread_count=unread,
+        )
+
+    return ok(await in_thread(work))
+
+
+def _notification(notification: Notification) -> NotificationOut:
+    return NotificationOut.model_validate(notification, from_attributes=True)
+
+
+async def mark_notification_read(request: Request, runtime: Runtime) -> Response:
+    user_id = await current_user(request, runtime)
+    notification_id = request.path_params["id"]
+
+    def work() -> NotificationOut:
+        with runtime.session() as session:
+            return _notification(service.mark_notification_read(session, user_id, notification_id))
+
+    return ok(await in_thread(work))
+
+
+async def mark_all_notifications_read(request: Request, runtime: Runtime) -> Response:
+    user_id = await current_user(request, runtime)
+
+    def work() -> MarkedReadOut:
+        with runtime.session() as session:
+            return MarkedReadOut(marked=service.mark_all_notifications_read(session, user_id))
+
+    return ok(await in_thread(work))
+
+
+# --- Health and the OpenAPI document ----------------------------------------------------------------------------
+
+
+async def health(request: Request, runtime: Runtime) -> Response:
+    """Both the database and the storage answer; 503 naming which does not. No credentials needed."""
+
+    def work() -> list[FieldProblem]:
+        problems = []
+        try:
+            with runtime.engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError:
+            log.warning("health: database unreachable", exc_info=True)
+            problems.append(FieldProblem("database", "The database is not reachable.", "unavailable"))
+        try:
+            runtime.store.check()
+        except StorageError as error:
+            log.warning("health: storage unavailable: %s", error)
+            problems.append(FieldProblem("storage", str(error), "unavailable"))
+        return problems
+
+    problems = await in_thread(work)
+    if problems:
+        raise ApiError(503, "The service is not healthy.", problems, "unavailable")
+    return ok(HealthOut(database="ok", storage="ok"))
+
+
+async def openapi_document(request: Request, runtime: Runtime) -> Response:
+    return JSONResponse(openapi_spec())
+
+
+# --- Local storage endpoints ------------------------------------------------------------------------------------
+
+
+def _local_store(runtime: Runtime) -> LocalStore:
+    if not isinstance(runtime.store, LocalStore):
+        # S3 deployments upload and download with presigned URLs; these routes do not exist for them.
+        raise ApiError(404, "Not found.", code="not_found")
+    return runtime.store
+
+
+def _token_claims(request: Request, store: LocalStore, op: Literal["put", "get"]) -> TokenClaims:
+    token = request.query_params.get("token", "")
+    try:
+        return store.verify_token(token, op)
+    except ExpiredToken as error:
+        raise ApiError(401, str(error), code="expired_token") from None
+    except (InvalidToken, InvalidKey):
+        raise ApiError(401, "This link is not valid.", code="invalid_token") from None
+
+
 async def storage_upload(request: Request, runtime: Runtime) -> Response:
     """Stream the body to disk under the token's key: never whole in memory, never writing on the event loop.
 
@@ -148,7 +616,7 @@ async def storage_upload(request: Request, runtime: Runtime) -> Response:
     """
     store = _local_store(runtime)
     claims = _token_claims(request, store, "put")
-    max_bytes = min(claims.size, runtime.settings.max_upload_bytes)
+    max_bytes = min(claims.size or 0, runtime.settings.max_upload_bytes)
     length = declared_length(request)
     if length is not None and length > max_bytes:
         raise ApiError(413, f"The body is {length:,} bytes; this upload allows {max_bytes:,}.", code="too_large")
@@ -175,7 +643,7 @@ async def storage_upload(request: Request, runtime: Runtime) -> Response:
         raise ApiError(413, message, code="too_large") from None
     except StorageError as error:
         raise StorageUnavailable(str(error)) from error
-    return ok({"size": size})
+    return ok(UploadedOut(size=size))
 
 
 async def storage_download(request: Request, runtime: Runtime) -> Response:
@@ -183,7 +651,7 @@ async def storage_download(request: Request, runtime: Runtime) -> Response:
     store = _local_store(runtime)
     claims = _token_claims(request, store, "get")
     path = store.open_path(claims.key)
-    if not path.is_file():
+    if not await in_thread(path.is_file):
         raise ApiError(404, "The file is no longer stored.", code="not_found")
     return FileResponse(
         path,
@@ -196,16 +664,328 @@ async def storage_download(request: Request, runtime: Runtime) -> Response:
     )
 
 
-# --- Routes -----------------------------------------------------------------------------------------------------
+# --- The operations: routing and OpenAPI from one table ---------------------------------------------------------
+
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Invalid input: `details` names each field and what is wrong with it.",
+    401: "Missing or invalid credentials (or, for storage links, a forged or expired token).",
+    404: "Not found, or not yours.",
+    409: "The dataset is in the wrong state for this action.",
+    413: "The request body is over its limit.",
+    422: "The uploaded file failed the confirm checks (missing or wrong size); the dataset is now `error`.",
+    500: "Unexpected error (logged); the message never includes internals.",
+    503: "Storage or database unavailable.",
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    handler: Handler
+    operation_id: str
+    summary: str
+    response: type[BaseModel] | None
+    errors: tuple[int, ...]
+    status: int = 200
+    authenticated: bool = True
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    path_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_ID_ERRORS = (401, 404, 500)
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "POST",
+        "/api/datasets",
+        create_dataset,
+        "createDataset",
+        "Create a dataset and get a URL to upload its file to",
+        CreatedDatasetOut,
+        (400, 401, 413, 500, 503),
+        status=201,
+        body=DatasetCreateRequest,
+    ),
+    Operation(
+        "GET",
+        "/api/datasets",
+        list_datasets,
+        "listDatasets",
+        "List your datasets, newest first",
+        DatasetListOut,
+        (400, 401, 500),
+        query=DatasetListQuery,
+    ),
+    Operation(
+        "GET", "/api/datasets/{id}", get_dataset, "getDataset", "One dataset", DatasetDetail, _ID_ERRORS, path_id="id"
+    ),
+    Operation(
+        "DELETE",
+        "/api/datasets/{id}",
+        delete_dataset,
+        "deleteDataset",
+        "Delete a dataset (soft: hidden everywhere, kept for audit)",
+        DeletedOut,
+        _ID_ERRORS,
+        path_id="id",
+    ),
+    Operation(
+        "POST",
+        "/api/datasets/{id}/confirm",
+        confirm_dataset,
+        "confirmUpload",
+        "Confirm the upload finished; queues validation",
+        DatasetDetail,
+        (401, 404, 409, 422, 500, 503),
+        path_id="id",
+    ),
+    Operation(
+        "POST",
+        "/api/datasets/{id}/revalidate",
+        revalidate_dataset,
+        "revalidateDataset",
+        "Validate a ready or failed dataset again",
+        DatasetDetail,
+        (401, 404, 409, 500, 503),
+        path_id="id",
+    ),
+    Operation(
+        "GET",
+        "/api/datasets/{id}/download",
+        download_dataset,
+        "getDownloadUrl",
+        "A fresh expiring URL to download the dataset's file",
+        DownloadOut,
+        (401, 404, 409, 500, 503),
+        path_id="id",
+    ),
+    Operation(
+        "GET",
+        "/api/notifications",
+        list_notifications,
+        "listNotifications",
+        "Your notifications, newest first, with the unread count",
+        NotificationListOut,
+        (400, 401, 500),
+        query=NotificationListQuery,
+    ),
+    Operation(
+        "PATCH",
+        "/api/notifications/{id}/read",
+        mark_notification_read,
+        "markNotificationRead",
+        "Mark one notification read",
+        NotificationOut,
+        _ID_ERRORS,
+        path_id="id",
+    ),
+    Operation(
+        "POST",
+        "/api/notifications/read-all",
+        mark_all_notifications_read,
+        "markAllNotificationsRead",
+        "Mark all your notifications read",
+        MarkedReadOut,
+        (401, 500),
+    ),
+    Operation(
+        "GET",
+        "/api/health",
+        health,
+        "health",
+        "Database and storage reachable (no credentials needed)",
+        HealthOut,
+        (500, 503),
+        authenticated=False,
+    ),
+    Operation(
+        "PUT",
+        "/api/storage/upload",
+        storage_upload,
+        "storageUpload",
+        "Local storage only: upload a file to a signed upload URL (the token is the credential)",
+        UploadedOut,
+        (400, 401, 404, 413, 500, 503),
+        authenticated=False,
+        extra={"token": True, "binary_body": True},
+    ),
+    Operation(
+        "GET",
+        "/api/storage/download",
+        storage_download,
+        "storageDownload",
+        "Local storage only: download a file from a signed download URL (the token is the credential)",
+        None,
+        (401, 404, 500),
+        authenticated=False,
+        extra={"token": True},
+    ),
+    Operation(
+        "GET",
+        "/api/openapi.json",
+        openapi_document,
+        "openapi",
+        "This document",
+        None,
+        (500,),
+        authenticated=False,
+    ),
+)
 
 
 def api_routes(get_runtime: RuntimeGetter) -> list[BaseRoute]:
-    """Every route of the API; `get_runtime` is called per request so the runtime is built lazily, once."""
+    """Every route of the API; `get_runtime` is called per request, so the runtime is built lazily, once."""
+    by_path: dict[str, list[Operation]] = {}
+    for operation in OPERATIONS:
+        by_path.setdefault(operation.path, []).append(operation)
+    routes: list[BaseRoute] = []
+    for path, operations in by_path.items():
+        for operation in operations:
+            routes.append(Route(path, endpoint(operation.handler, get_runtime), methods=[operation.method]))
+    patterns = [(compile_path(path)[0], sorted({o.method for o in ops})) for path, ops in by_path.items()]
 
-    def route(path: str, handler: Handler, methods: list[str]) -> Route:
-        return Route(path, endpoint(handler, get_runtime), methods=methods)
+    async def unknown(request: Request) -> Response:
+        """JSON for any other /api/ request, so Streamlit's HTML never answers an API client."""
+        for pattern, methods in patterns:
+            if pattern.match(request.url.path):
+                allowed = ", ".join(sorted(set(methods) | ({"HEAD"} if "GET" in methods else set())))
+                response = error_response(405, f"Method not allowed; use {allowed}.", code="method_not_allowed")
+                response.headers["Allow"] = allowed
+                return response
+        return error_response(404, "No such API route.", code="not_found")
 
-    return [
-        route("/api/storage/upload", storage_upload, ["PUT"]),
-        route("/api/storage/download", storage_download, ["GET"]),
-    ]
+    routes.append(Route("/api/{rest:path}", unknown))
+    return routes
+
+
+def _schema_of(model: type[BaseModel], mode: Literal["validation", "serialization"], defs: dict[str, Any]) -> dict:
+    """The model's JSON schema with its `$defs` moved into `defs` (components), referenced from there."""
+    schema = model.model_json_schema(by_alias=True, mode=mode, ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        defs.setdefault(name, definition)
+    defs.setdefault(model.__name__, schema)
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent or a value, never JSON null: drop the null branch of optional fields."""
+    if "anyOf" in schema:
+        branches = [b for b in schema["anyOf"] if b.get("type") != "null"]
+        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        if len(branches) == 1:
+            return {**branches[0], **rest}
+        return {**rest, "anyOf": branches}
+    return schema
+
+
+def _envelope(data_schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["success", "data"],
+        "properties": {"success": {"const": True}, "data": data_schema},
+    }
+
+
+def _operation_spec(operation: Operation, defs: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "operationId": operation.operation_id,
+        "summary": operation.summary,
+        "security": [{"bearerAuth": []}] if operation.authenticated else [],
+    }
+    if operation.handler.__doc__:
+        spec["description"] = operation.handler.__doc__.strip().split("\n\n")[0]
+    parameters: list[dict[str, Any]] = []
+    if operation.path_id:
+        parameters.append(
+            {"name": operation.path_id, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+        )
+    if operation.query:
+        properties = operation.query.model_json_schema(by_alias=True)["properties"]
+        for name, schema in properties.items():
+            parameter = {"name": name, "in": "query", "required": False, "schema": _without_null(schema)}
+            if "description" in schema:
+                parameter["description"] = schema["description"]
+            parameters.append(parameter)
+    if operation.extra.get("token"):
+        parameters.append(
+            {
+                "name": "token",
+                "in": "query",
+                "required": True,
+                "description": "The signed token from an upload or download URL.",
+                "schema": {"type": "string", "maxLength": 8192},
+            }
+        )
+    if parameters:
+        spec["parameters"] = parameters
+    if operation.body:
+        spec["requestBody"] = {
+            "required": True,
+            "description": f"A JSON object of at most {MAX_JSON_BODY_BYTES:,} bytes.",
+            "content": {"application/json": {"schema": _schema_of(operation.body, "validation", defs)}},
+        }
+    elif operation.extra.get("binary_body"):
+        spec["requestBody"] = {
+            "required": True,
+            "description": "The file's bytes, at most the size the token was issued for.",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    responses: dict[str, Any] = {}
+    if operation.response is not None:
+        responses[str(operation.status)] = {
+            "description": "Success.",
+            "content": {
+                "application/json": {"schema": _envelope(_schema_of(operation.response, "serialization", defs))}
+            },
+        }
+    elif operation.operation_id == "storageDownload":
+        responses["200"] = {
+            "description": "The file, as an attachment.",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    else:
+        responses["200"] = {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {}}}}
+    error_ref = _schema_of(ErrorOut, "serialization", defs)
+    for status in operation.errors:
+        responses[str(status)] = {
+            "description": ERROR_DESCRIPTIONS[status],
+            "content": {"application/json": {"schema": error_ref}},
+        }
+    spec["responses"] = responses
+    return spec
+
+
+API_DESCRIPTION = """\
+Upload, validate and manage LoRA fine-tuning datasets.
+
+**Flow**: `POST /api/datasets` → send the file to `uploadUrl` with `uploadMethod` and `uploadHeaders` →
+`POST /api/datasets/{id}/confirm` → poll `GET /api/datasets/{id}` until `status` is `ready` or `error`.
+
+**Identity** (`LORA_AUTH_MODE`): `local` — every request is the one local user, and the server listens on
+127.0.0.1 only; `oidc` — `Authorization: Bearer <personal API token>` (create one on the Settings page);
+`proxy` — a personal API token, or the user header set by a trusted proxy. Cookies are never used.
+
+**Envelope**: `{"success": true, "data": ...}`, or `{"error": "...", "details": [...], "code": "..."}`.
+"""
+
+
+def openapi_spec() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every operation, built from the same table and models that serve them."""
+    defs: dict[str, Any] = {}
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method.lower()] = _operation_spec(operation, defs)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "LoRA Dataset Manager API", "version": "1.0.0", "description": API_DESCRIPTION},
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(defs.items())),
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "A personal API token (lora_...)."}
+            },
+        },
+    }
