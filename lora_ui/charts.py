@@ -1,0 +1,127 @@
+"""Altair charts of a validation report's statistics (FORMAT.md: histogram bins, messages per role)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import altair as alt
+import pandas as pd
+
+ROLE_ORDER = ("system", "user", "assistant")
+ROLE_COLORS = ("#94a3b8", "#4f46e5", "#10b981")
+
+
+def _bin_label(low: int, high: int | None) -> str:
+    if high is None:
+        return f"≥ {low:,}"
+    if high - low == 1:
+        return f"{low:,}"
+    return f"{low:,}–{high - 1:,}"
+
+
+def histogram_frame(bins: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per bin: its label, bounds and count; the open last bin gets `to = None`."""
+    rows = [
+        {
+            "bin": _bin_label(int(b["from"]), None if b.get("to") is None else int(b["to"])),
+            "from": int(b["from"]),
+            "to": b.get("to"),
+            "count": int(b.get("count") or 0),
+            "order": index,
+        }
+        for index, b in enumerate(bins)
+    ]
+    return pd.DataFrame(rows, columns=["bin", "from", "to", "count", "order"])
+
+
+def _trim_leading_empty(frame: pd.DataFrame) -> pd.DataFrame:
+    """Drop the empty low bins ([0,1), [1,2), …) before the first non-empty one: they only squeeze the chart."""
+    nonzero = frame.index[frame["count"] > 0]
+    if len(nonzero) == 0:
+        return frame
+    return frame.loc[nonzero[0] :].reset_index(drop=True)
+
+
+def _bin_of(frame: pd.DataFrame, value: int) -> str | None:
+    """The label of the bin whose range holds `value`."""
+    for row in frame.to_dict("records"):
+        high = row["to"]
+        if row["from"] <= value and (high is None or pd.isna(high) or value < int(high)):
+            return str(row["bin"])
+    return None
+
+
+def tokens_histogram(bins: Sequence[Mapping[str, Any]], context_limit: int | None) -> alt.Chart | alt.LayerChart:
+    """Examples per token-count bin; the bin holding the context limit is marked with a labelled rule.
+
+    The bins are powers of two, so the x axis is ordinal (one bar per bin) and the rule sits on the bin whose
+    range contains the limit (with the default 2048, the open bin "≥ 2,048" starts exactly at it).
+    """
+    frame = _trim_leading_empty(histogram_frame(bins))
+    # Bins that start at or past the limit hold (almost) only examples a trainer would truncate.
+    frame["over"] = frame["from"] >= context_limit if context_limit else False
+    order = frame["bin"].tolist()
+    bars = (
+        alt.Chart(frame)
+        .mark_bar(cornerRadiusTopLeft=3, cornerRadiusTopRight=3)
+        .encode(
+            x=alt.X("bin:N", sort=order, title="Tokens per example", axis=alt.Axis(labelAngle=-30)),
+            y=alt.Y("count:Q", title="Examples"),
+            color=alt.condition(alt.datum.over, alt.value("#ef4444"), alt.value("#4f46e5")),
+            tooltip=[alt.Tooltip("bin:N", title="Tokens"), alt.Tooltip("count:Q", title="Examples")],
+        )
+    )
+    if not context_limit:
+        return bars.properties(height=280)
+    limit_bin = _bin_of(frame, context_limit)
+    if limit_bin is None:
+        return bars.properties(height=280)
+    marker = pd.DataFrame({"bin": [limit_bin], "label": [f"context limit {context_limit:,}"]})
+    rule = (
+        alt.Chart(marker)
+        .mark_rule(color="#ef4444", strokeDash=[6, 4], strokeWidth=2, xOffset=-0.5)
+        .encode(x=alt.X("bin:N", sort=order, bandPosition=0))
+    )
+    text = (
+        alt.Chart(marker)
+        .mark_text(color="#ef4444", align="left", dx=4, dy=-6, baseline="bottom", fontWeight="bold")
+        .encode(x=alt.X("bin:N", sort=order, bandPosition=0), y=alt.value(12), text="label:N")
+    )
+    return alt.layer(bars, rule, text).properties(height=280)
+
+
+def turns_histogram(bins: Sequence[Mapping[str, Any]]) -> alt.Chart:
+    """Conversations per number of turns (user and assistant messages)."""
+    frame = _trim_leading_empty(histogram_frame(bins))
+    return (
+        alt.Chart(frame)
+        .mark_bar(cornerRadiusTopLeft=3, cornerRadiusTopRight=3, color="#6366f1")
+        .encode(
+            x=alt.X("bin:N", sort=frame["bin"].tolist(), title="Turns per conversation", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("count:Q", title="Conversations"),
+            tooltip=[alt.Tooltip("bin:N", title="Turns"), alt.Tooltip("count:Q", title="Conversations")],
+        )
+        .properties(height=280)
+    )
+
+
+def messages_per_role(counts: Mapping[str, int]) -> alt.Chart:
+    """Training messages per role, in chat order (system, user, assistant, then any other)."""
+    roles = [r for r in ROLE_ORDER if r in counts] + sorted(r for r in counts if r not in ROLE_ORDER)
+    frame = pd.DataFrame({"role": roles, "messages": [int(counts[r] or 0) for r in roles]})
+    return (
+        alt.Chart(frame)
+        .mark_bar(cornerRadiusTopRight=3, cornerRadiusBottomRight=3)
+        .encode(
+            y=alt.Y("role:N", sort=roles, title=None),
+            x=alt.X("messages:Q", title="Training messages"),
+            color=alt.Color(
+                "role:N",
+                scale=alt.Scale(domain=list(ROLE_ORDER), range=list(ROLE_COLORS)),
+                legend=None,
+            ),
+            tooltip=["role:N", "messages:Q"],
+        )
+        .properties(height=180)
+    )

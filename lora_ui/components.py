@@ -1,0 +1,179 @@
+"""Small renderers shared by the pages: safe text, status badges, sizes and times, errors, the delete dialog.
+
+User-provided text (names, descriptions, file names, dataset content) must never be read as Markdown or HTML:
+show it with `st.text`, or pass it through `escape_markdown` before it goes into any Markdown string.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from lora_core import service
+from lora_core.errors import ServiceError
+from lora_core.models import Dataset, DatasetStatus
+from lora_ui.identity import runtime
+
+DETAIL_PAGE = "pages/dataset.py"
+DATASETS_PAGE = "pages/datasets.py"
+UPLOAD_PAGE = "pages/upload.py"
+NOTIFICATIONS_PAGE = "pages/notifications.py"
+
+STATUS_COLORS: dict[DatasetStatus, str] = {
+    DatasetStatus.UPLOADING: "blue",
+    DatasetStatus.VALIDATING: "yellow",
+    DatasetStatus.READY: "green",
+    DatasetStatus.ERROR: "red",
+}
+STATUS_ICONS: dict[DatasetStatus, str] = {
+    DatasetStatus.UPLOADING: ":material/upload:",
+    DatasetStatus.VALIDATING: ":material/hourglass_top:",
+    DatasetStatus.READY: ":material/check_circle:",
+    DatasetStatus.ERROR: ":material/error:",
+}
+PENDING_STATUSES = frozenset({DatasetStatus.UPLOADING, DatasetStatus.VALIDATING})
+
+# CommonMark lets a backslash escape any ASCII punctuation; that also covers Streamlit's extensions
+# (`:red[...]` directives, `:emoji:` codes, `$math$`) and raw HTML (`<`, `&`).
+_MARKDOWN_SPECIALS = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def escape_markdown(text: str) -> str:
+    """`text` made literal for any Markdown string (labels, captions, titles); newlines become spaces."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", " ".join(text.split()))
+
+
+def escape_markdown_block(text: str) -> str:
+    """Multi-line `text` made literal for `st.markdown`, keeping its line breaks and blank lines."""
+    return "  \n".join(_MARKDOWN_SPECIALS.sub(r"\\\1", line) if line.strip() else "" for line in text.splitlines())
+
+
+def status_badge(status: DatasetStatus | str) -> None:
+    """The colored status badge: uploading blue, validating yellow, ready green, error red."""
+    status = DatasetStatus(status)
+    st.badge(status.value.capitalize(), icon=STATUS_ICONS[status], color=STATUS_COLORS[status])
+
+
+def format_size(size: int | None) -> str:
+    """Bytes in the largest binary unit that keeps the number readable (1.5 MB, 812 KB, 20 B)."""
+    if size is None:
+        return "—"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{value:,.1f} GB"
+
+
+def format_thousands(value: int | None) -> str:
+    """Token counts in K (58.3K), small numbers as they are."""
+    if value is None:
+        return "—"
+    if value < 1000:
+        return f"{value:,}"
+    return f"{value / 1000:,.1f}K"
+
+
+def format_when(moment: datetime | None, now: datetime | None = None) -> str:
+    """A short relative time ("3 min ago"); older than a week, the UTC date."""
+    if moment is None:
+        return "—"
+    now = now or datetime.now(UTC)
+    if moment.tzinfo is None:  # SQLite may hand back naive UTC
+        moment = moment.replace(tzinfo=UTC)
+    seconds = max(0, int((now - moment).total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        hours = seconds // 3600
+        return f"{hours} hour{'s' if hours != 1 else ''} ago"
+    if seconds < 7 * 86400:
+        days = seconds // 86400
+        return f"{days} day{'s' if days != 1 else ''} ago"
+    return moment.strftime("%Y-%m-%d")
+
+
+def format_timestamp(moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def show_service_error(error: ServiceError) -> None:
+    """A use-case error as the user should see it: its message, then each field problem; never a traceback."""
+    st.error(error.message, icon=":material/error:")
+    for problem in error.details:
+        if problem.message and problem.message not in error.message:
+            st.caption(escape_markdown(f"{problem.field}: {problem.message}"))
+
+
+# --- Delete with confirmation -----------------------------------------------------------------------------------
+# The dialog is opened from session state (not from inside the button's `if`), so it survives reruns and tests
+# can drive it: set `PENDING_DELETE_KEY`, run, click "Delete".
+
+PENDING_DELETE_KEY = "pending_delete"
+
+
+def request_delete(dataset: Dataset) -> None:
+    """Ask for confirmation before deleting `dataset` (a button's on_click)."""
+    st.session_state[PENDING_DELETE_KEY] = {"id": str(dataset.id), "name": dataset.name}
+
+
+def _cancel_delete() -> None:
+    st.session_state.pop(PENDING_DELETE_KEY, None)
+
+
+@st.dialog("Delete this dataset?", on_dismiss=_cancel_delete)
+def _confirm_delete_dialog(user_id: str, on_deleted: Callable[[], None] | None) -> None:
+    pending = st.session_state.get(PENDING_DELETE_KEY)
+    if not pending:
+        st.rerun()
+        return
+    st.write("The dataset disappears from your list and can no longer be downloaded:")
+    st.text(pending["name"])
+    confirm, cancel = st.columns(2)
+    if confirm.button("Delete", type="primary", icon=":material/delete:", key="confirm_delete", width="stretch"):
+        try:
+            with runtime().session() as session:
+                service.delete_dataset(session, user_id, pending["id"])
+        except ServiceError as error:
+            show_service_error(error)
+            return
+        st.session_state.pop(PENDING_DELETE_KEY, None)
+        st.session_state["flash"] = f"Deleted “{pending['name']}”."
+        if on_deleted is not None:
+            on_deleted()
+        st.rerun()
+    if cancel.button("Cancel", key="cancel_delete", width="stretch"):
+        st.session_state.pop(PENDING_DELETE_KEY, None)
+        st.rerun()
+
+
+def confirm_delete_if_requested(user_id: str, on_deleted: Callable[[], None] | None = None) -> None:
+    """Open the confirmation dialog when a delete was requested; call once per page run."""
+    if st.session_state.get(PENDING_DELETE_KEY):
+        _confirm_delete_dialog(user_id, on_deleted)
+
+
+def show_flash() -> None:
+    """A one-time success message left by the previous run (e.g. after a delete)."""
+    message = st.session_state.pop("flash", None)
+    if message:
+        st.success(escape_markdown(message), icon=":material/check:")
+
+
+def is_uuid(value: str | None) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True

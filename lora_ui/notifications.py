@@ -1,0 +1,44 @@
+"""The sidebar's unread count and the toast when one of the user's datasets finishes validating."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lora_core import service
+from lora_core.models import NotificationKind
+from lora_ui.components import NOTIFICATIONS_PAGE, escape_markdown
+from lora_ui.identity import runtime
+
+POLL_SECONDS = 5
+SEEN_KEY = "seen_notification_ids"
+
+
+def _poll(user_id: str) -> None:
+    with runtime().session() as session:
+        unread = service.unread_notification_count(session, user_id)
+        recent = service.list_notifications(session, user_id, unread_only=True, limit=20)
+    seen: set[str] | None = st.session_state.get(SEEN_KEY)
+    if seen is None:
+        # A new browser session: what is already there is not news; only what arrives from now on is toasted.
+        seen = {str(n.id) for n in recent}
+    for notification in reversed(recent):  # oldest first, so toasts stack in order
+        if str(notification.id) in seen:
+            continue
+        seen.add(str(notification.id))
+        icon = ":material/check_circle:" if notification.kind == NotificationKind.DATASET_READY else ":material/error:"
+        # st.toast renders Markdown and the title holds the user's dataset name: escape it.
+        st.toast(escape_markdown(notification.title), icon=icon)
+    st.session_state[SEEN_KEY] = seen
+    label = f"Notifications · {unread} unread" if unread else "Notifications"
+    st.page_link(NOTIFICATIONS_PAGE, label=label, icon=":material/notifications:")
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def _poll_fragment(user_id: str) -> None:
+    _poll(user_id)
+
+
+def sidebar_notifications(user_id: str) -> None:
+    """Render the unread count in the sidebar and poll for new notifications every few seconds."""
+    with st.sidebar:
+        _poll_fragment(user_id)

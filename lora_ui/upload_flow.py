@@ -1,0 +1,97 @@
+"""The Upload page's steps without the page: check the form, create the dataset, settle the browser's PUT.
+
+Kept apart from the page so each step is a plain function a test can call with a session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session
+
+from lora_core import service
+from lora_core.errors import ServiceError, UploadRejected
+from lora_core.runtime import Runtime
+from lora_ui.upload_component import UploadJob
+
+
+def form_problems(name: str, chosen_file: dict[str, Any] | None, max_bytes: int) -> list[str]:
+    """What the user must fix before an upload can start (empty when the form is complete)."""
+    problems = []
+    if not name.strip():
+        problems.append("Give the dataset a name.")
+    if not chosen_file:
+        problems.append("Choose the file to upload.")
+    else:
+        size = int(chosen_file.get("size") or 0)
+        if size <= 0:
+            problems.append("The chosen file is empty.")
+        elif size > max_bytes:
+            problems.append(f"The chosen file is {size:,} bytes; the limit is {max_bytes:,} bytes.")
+    return problems
+
+
+def start(
+    runtime: Runtime, user_id: str, *, name: str, description: str, fmt: str, chosen_file: dict[str, Any]
+) -> tuple[uuid.UUID, UploadJob]:
+    """Create the dataset (status `uploading`) and the job the component runs; raises `ServiceError`."""
+    with runtime.session() as session:
+        created = service.create_dataset(
+            session,
+            runtime.store,
+            runtime.settings,
+            user_id,
+            {
+                "name": name,
+                "description": description or None,
+                "format": fmt,
+                "file_name": chosen_file["name"],
+                "file_size": int(chosen_file["size"]),
+            },
+        )
+    job: UploadJob = {
+        "id": uuid.uuid4().hex,
+        "url": created.upload.url,
+        "method": created.upload.method,
+        "headers": dict(created.upload.headers),
+        "file": {"name": chosen_file["name"], "size": int(chosen_file["size"])},
+    }
+    return created.dataset.id, job
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an upload ended: `dataset_id` to open, and `error` to show (both may be set: a rejected upload)."""
+
+    dataset_id: uuid.UUID | str | None
+    error: str | None = None
+
+
+def settle(runtime: Runtime, user_id: str, dataset_id: uuid.UUID | str, result: dict[str, Any]) -> Outcome:
+    """After the browser's PUT: confirm a successful one (queued for validation); drop the record of a failed one.
+
+    A failed or cancelled PUT leaves nothing worth keeping, so the dataset is deleted and the user simply tries
+    again. A PUT that succeeded but fails the checks (`UploadRejected`) keeps the record in `error` with the reason.
+    """
+    with runtime.session() as session:
+        if result.get("ok"):
+            try:
+                service.confirm_upload(session, runtime.store, runtime.settings, user_id, dataset_id)
+            except UploadRejected as error:
+                return Outcome(dataset_id, f"The upload was rejected: {error.message}")
+            except ServiceError as error:
+                return Outcome(None, error.message)
+            return Outcome(dataset_id)
+        _discard(session, user_id, dataset_id)
+    reason = str(result.get("error") or "The upload did not finish.")
+    if result.get("cancelled"):
+        return Outcome(None, "Upload cancelled. Nothing was saved.")
+    return Outcome(None, f"Upload failed: {reason} Nothing was saved; choose the file and try again.")
+
+
+def _discard(session: Session, user_id: str, dataset_id: uuid.UUID | str) -> None:
+    with contextlib.suppress(ServiceError):  # already gone: nothing to clean up
+        service.delete_dataset(session, user_id, dataset_id)

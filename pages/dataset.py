@@ -1,0 +1,377 @@
+"""Dataset detail (`/dataset?id=…`): live status, statistics, charts, errors and warnings, samples, actions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from lora_core import service
+from lora_core.errors import NotFound, ServiceError
+from lora_core.models import Dataset, DatasetStatus
+from lora_ui import charts
+from lora_ui.components import (
+    DATASETS_PAGE,
+    PENDING_STATUSES,
+    UPLOAD_PAGE,
+    confirm_delete_if_requested,
+    escape_markdown,
+    escape_markdown_block,
+    format_size,
+    format_thousands,
+    format_timestamp,
+    format_when,
+    is_uuid,
+    request_delete,
+    show_flash,
+    show_service_error,
+    status_badge,
+)
+from lora_ui.identity import current_user_id, runtime
+from lora_ui.navigation import require_navigation
+
+REFRESH_SECONDS = 2
+LISTED_ISSUES_LIMIT = 100  # FORMAT.md: the report lists the first 100 line issues of each kind
+ISSUE_COLUMNS = ["line", "code", "field", "message", "suggestion"]
+FORMAT_LABELS = {
+    "brightrun_lora_v4": "BrightRun LoRA v4",
+    "brightrun_lora_v3": "BrightRun LoRA v3",
+    "openai_chat": "OpenAI chat",
+}
+
+
+def _not_found() -> None:
+    st.title("Dataset not found")
+    st.warning(
+        "There is no dataset at this address: it was deleted, the link is wrong, or it belongs to someone else.",
+        icon=":material/search_off:",
+    )
+    st.page_link(DATASETS_PAGE, label="Back to your datasets", icon=":material/arrow_back:")
+    st.stop()
+
+
+def _load(user_id: str, dataset_id: str) -> Dataset | None:
+    try:
+        with runtime().session() as session:
+            return service.get_dataset(session, user_id, dataset_id)
+    except NotFound:
+        return None
+
+
+def _go_to_list() -> None:
+    st.switch_page(DATASETS_PAGE)
+
+
+# --- Header and status ------------------------------------------------------------------------------------------
+
+
+def _header(dataset: Dataset) -> None:
+    st.page_link(DATASETS_PAGE, label="All datasets", icon=":material/arrow_back:")
+    title_col, badge_col = st.columns([5, 1], vertical_alignment="center")
+    title_col.title(escape_markdown(dataset.name))
+    with badge_col:
+        status_badge(dataset.status)
+    st.caption(
+        " · ".join(
+            [
+                f":material/description: {escape_markdown(dataset.file_name)}",
+                format_size(dataset.file_size),
+                FORMAT_LABELS.get(dataset.format, escape_markdown(dataset.format)),
+                f"uploaded {format_when(dataset.created_at)}",
+            ]
+            + ([f"validated {format_timestamp(dataset.validated_at)}"] if dataset.validated_at else [])
+        )
+    )
+    if dataset.description:
+        st.text(dataset.description)
+
+
+def _pending_status(dataset: Dataset) -> None:
+    if dataset.status == DatasetStatus.UPLOADING:
+        st.warning(
+            "**Upload not finished.** The file has not arrived completely: the upload was interrupted, failed, "
+            "or is still running in another tab. If it is not running, delete this dataset and upload the file again.",
+            icon=":material/cloud_off:",
+        )
+        st.page_link(UPLOAD_PAGE, label="Upload again", icon=":material/upload:")
+    else:
+        st.info(
+            "**Validating…** Every line is being checked; statistics appear here when it is done. "
+            "This page updates by itself.",
+            icon=":material/hourglass_top:",
+        )
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def _live_status(user_id: str, dataset_id: str, shown_status: DatasetStatus) -> None:
+    """Polls while the dataset is pending; when its status changes the whole page reruns to show the result."""
+    dataset = _load(user_id, dataset_id)
+    if dataset is None or dataset.status != shown_status:
+        st.rerun(scope="app")
+        return
+    _pending_status(dataset)
+
+
+# --- Statistics and charts --------------------------------------------------------------------------------------
+
+
+def _number(value: float | int | None, decimals: int = 0) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{decimals}f}"
+
+
+def _metrics(dataset: Dataset, stats: Mapping[str, Any]) -> None:
+    over = stats.get("over_context_limit")
+    limit = stats.get("context_limit") or runtime().settings.context_limit
+    first = st.columns(4)
+    first[0].metric("Training pairs", _number(stats.get("total_training_pairs", dataset.total_training_pairs)))
+    first[1].metric("Conversations", _number(stats.get("total_conversations", dataset.total_conversations)))
+    first[2].metric("Examples", _number(stats.get("total_examples", dataset.total_examples)))
+    first[3].metric(
+        "Total tokens",
+        format_thousands(stats.get("total_tokens", dataset.total_tokens)),
+        help=f"{_number(stats.get('total_tokens', dataset.total_tokens))} tokens (estimate: words × 1.3)",
+    )
+    second = st.columns(4)
+    second[0].metric(
+        "Target tokens",
+        format_thousands(stats.get("total_target_tokens", dataset.total_target_tokens)),
+        help=f"{_number(stats.get('total_target_tokens'))} tokens in the assistant replies being trained",
+    )
+    second[1].metric(
+        "Avg turns / conversation",
+        _number(stats.get("avg_turns_per_conversation", dataset.avg_turns_per_conversation), 2),
+    )
+    second[2].metric("Avg tokens / pair", _number(stats.get("avg_tokens_per_pair", dataset.avg_tokens_per_pair), 1))
+    second[3].metric(
+        "Over context limit",
+        _number(over),
+        help=f"Examples longer than {limit:,} tokens; a trainer truncates them.",
+        delta=f"{over / max(1, stats.get('total_examples') or 1):.0%} of examples" if over else None,
+        delta_color="inverse",
+        delta_arrow="off",
+    )
+
+
+def _charts(stats: Mapping[str, Any]) -> None:
+    limit = stats.get("context_limit") or runtime().settings.context_limit
+    tokens = (stats.get("tokens_per_example") or {}).get("histogram") or []
+    turns = (stats.get("turns_per_conversation") or {}).get("histogram") or []
+    roles = stats.get("messages_per_role") or {}
+    left, right = st.columns([3, 2])
+    with left, st.container(border=True):
+        st.markdown("**Tokens per example**")
+        if tokens:
+            st.altair_chart(charts.tokens_histogram(tokens, limit), width="stretch")
+            _distribution_caption(stats.get("tokens_per_example") or {})
+        else:
+            st.caption("No examples to chart.")
+    with right, st.container(border=True):
+        st.markdown("**Turns per conversation**")
+        if turns:
+            st.altair_chart(charts.turns_histogram(turns), width="stretch")
+            _distribution_caption(stats.get("turns_per_conversation") or {})
+        else:
+            st.caption("No conversations to chart.")
+    if roles:
+        with st.container(border=True):
+            st.markdown("**Training messages per role**")
+            st.altair_chart(charts.messages_per_role(roles), width="stretch")
+
+
+def _distribution_caption(distribution: Mapping[str, Any]) -> None:
+    parts = [f"{key} {distribution[key]:,}" for key in ("min", "p50", "p90", "p99", "max") if key in distribution]
+    if parts:
+        st.caption(" · ".join(parts))
+
+
+# --- Errors and warnings ----------------------------------------------------------------------------------------
+
+
+def _issues_frame(issues: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame([{column: issue.get(column) for column in ISSUE_COLUMNS} for issue in issues])
+    if frame.empty:
+        return pd.DataFrame(columns=ISSUE_COLUMNS)
+    frame["line"] = frame["line"].astype("Int64")
+    return frame
+
+
+def _issues_tab(kind: str, issues: Sequence[Mapping[str, Any]], counts: Mapping[str, int], total: int) -> None:
+    if not total and not issues:
+        st.success(f"No {kind}.", icon=":material/check:")
+        return
+    counts_col, table_col = st.columns([1, 3])
+    with counts_col:
+        st.markdown("**Count per code**")
+        count_frame = pd.DataFrame(
+            sorted(counts.items(), key=lambda item: (-item[1], item[0])), columns=["code", "count"]
+        )
+        st.dataframe(count_frame, hide_index=True, width="stretch", key=f"{kind}-counts")
+    with table_col:
+        line_issues = sum(1 for issue in issues if issue.get("line") is not None)
+        if total > len(issues) or line_issues >= LISTED_ISSUES_LIMIT:
+            st.info(
+                f"{total:,} {kind} in all; the report lists the first {LISTED_ISSUES_LIMIT} line {kind} "
+                f"({len(issues):,} shown). The counts per code cover every one.",
+                icon=":material/info:",
+            )
+        frame = _issues_frame(issues)
+        filter_col, search_col = st.columns([2, 2])
+        codes = filter_col.multiselect(
+            "Codes", sorted(frame["code"].dropna().unique()), key=f"{kind}-codes", placeholder="All codes"
+        )
+        text = search_col.text_input(
+            "Search", key=f"{kind}-search", placeholder="field, message or suggestion", live=True
+        )
+        if codes:
+            frame = frame[frame["code"].isin(codes)]
+        if text:
+            needle = text.lower()
+            haystack = frame[["field", "message", "suggestion"]].fillna("").astype(str).agg(" ".join, axis=1)
+            frame = frame[haystack.str.lower().str.contains(needle, regex=False)]
+        st.dataframe(
+            frame,
+            hide_index=True,
+            width="stretch",
+            key=f"{kind}-table",
+            column_config={
+                "line": st.column_config.NumberColumn("Line", width="small", format="%d"),
+                "code": st.column_config.TextColumn("Code", width="medium"),
+                "field": st.column_config.TextColumn("Field", width="medium"),
+                "message": st.column_config.TextColumn("Message", width="large"),
+                "suggestion": st.column_config.TextColumn("Suggestion", width="large"),
+            },
+        )
+
+
+def _issues(report: Mapping[str, Any], dataset: Dataset) -> None:
+    errors = report.get("errors") or []
+    warnings = report.get("warnings") or []
+    error_total = int(report.get("error_count") or dataset.error_count or len(errors))
+    warning_total = int(report.get("warning_count") or dataset.warning_count or len(warnings))
+    st.subheader("Errors and warnings")
+    errors_tab, warnings_tab = st.tabs([f"Errors ({error_total:,})", f"Warnings ({warning_total:,})"])
+    with errors_tab:
+        _issues_tab("errors", errors, report.get("error_counts") or {}, error_total)
+    with warnings_tab:
+        _issues_tab("warnings", warnings, report.get("warning_counts") or {}, warning_total)
+
+
+# --- Samples ----------------------------------------------------------------------------------------------------
+
+AVATARS = {"system": ":material/settings:", "user": ":material/person:", "assistant": ":material/smart_toy:"}
+
+
+def _sample_messages(sample: Any) -> tuple[int | None, list[Mapping[str, Any]]]:
+    """A sample is either a list of messages (FORMAT.md) or `{line, messages}` (what the validator writes)."""
+    if isinstance(sample, Mapping):
+        return sample.get("line"), list(sample.get("messages") or [])
+    return None, list(sample or [])
+
+
+def _samples(report: Mapping[str, Any]) -> None:
+    samples = report.get("samples") or []
+    if not samples:
+        return
+    st.subheader("First examples")
+    st.caption("As a trainer reads them: the training messages of each example, contents cut to 2,000 characters.")
+    tabs = st.tabs([f"Example {index + 1}" for index in range(len(samples))])
+    for tab, sample in zip(tabs, samples, strict=True):
+        line, messages = _sample_messages(sample)
+        with tab:
+            if line is not None:
+                st.caption(f"Line {line:,}")
+            for message in messages:
+                role = str(message.get("role") or "unknown")
+                with st.chat_message(role, avatar=AVATARS.get(role, ":material/help:")):
+                    st.caption(escape_markdown(role))
+                    # Dataset content is data, never Markdown or HTML: every special character is escaped.
+                    st.markdown(escape_markdown_block(str(message.get("content") or "")))
+
+
+# --- Actions ----------------------------------------------------------------------------------------------------
+
+
+def _actions(user_id: str, dataset: Dataset) -> None:
+    download_col, revalidate_col, delete_col, _ = st.columns([1.3, 1.3, 1, 3])
+    download_clicked = download_col.button(
+        "Download",
+        icon=":material/download:",
+        key="prepare-download",
+        disabled=dataset.status == DatasetStatus.UPLOADING,
+        help="Makes a fresh link to the file; it expires after a few minutes.",
+    )
+    if revalidate_col.button(
+        "Revalidate",
+        icon=":material/refresh:",
+        key="revalidate",
+        disabled=dataset.status not in (DatasetStatus.READY, DatasetStatus.ERROR),
+        help="Check the file again with the current rules.",
+    ):
+        try:
+            with runtime().session() as session:
+                service.revalidate_dataset(session, runtime().store, user_id, dataset.id)
+        except ServiceError as error:
+            show_service_error(error)
+        else:
+            st.rerun()
+    delete_col.button("Delete", icon=":material/delete:", key="delete", on_click=request_delete, args=(dataset,))
+    if download_clicked:
+        try:
+            with runtime().session() as session:
+                url = service.download_url(session, runtime().store, user_id, dataset.id)
+        except ServiceError as error:
+            show_service_error(error)
+        else:
+            minutes = max(1, runtime().settings.download_url_ttl_seconds // 60)
+            st.link_button("Save the file", url, icon=":material/file_download:", type="primary")
+            st.caption(f"This link works for {minutes} minutes; click Download again for a new one.")
+
+
+# --- Page -------------------------------------------------------------------------------------------------------
+
+require_navigation()
+user_id = current_user_id()
+dataset_id = st.query_params.get("id")
+if not dataset_id or not is_uuid(dataset_id):
+    _not_found()
+dataset = _load(user_id, dataset_id)
+if dataset is None:
+    _not_found()
+assert dataset is not None
+
+confirm_delete_if_requested(user_id, on_deleted=_go_to_list)
+show_flash()
+_header(dataset)
+_actions(user_id, dataset)
+
+if dataset.status in PENDING_STATUSES:
+    _live_status(user_id, dataset_id, dataset.status)
+    st.stop()
+
+report: Mapping[str, Any] = dataset.validation_report or {}
+if dataset.status == DatasetStatus.ERROR:
+    st.error(
+        "**Not ready for training.** " + escape_markdown(dataset.error_message or "Validation found errors."),
+        icon=":material/error:",
+    )
+else:
+    warnings = report.get("warning_count") or dataset.warning_count or 0
+    st.success(
+        "**Ready for training.** No errors"
+        + (f"; {warnings:,} warning{'s' if warnings != 1 else ''} worth a look." if warnings else "."),
+        icon=":material/check_circle:",
+    )
+
+stats = report.get("stats") or {}
+if stats or dataset.total_examples is not None:
+    st.subheader("Statistics")
+    _metrics(dataset, stats)
+    if stats:
+        _charts(stats)
+if report:
+    _issues(report, dataset)
+    _samples(report)

@@ -1,0 +1,181 @@
+"""Datasets (home): search, status filter, paginated list, delete with confirmation, live while work is pending."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lora_core import service
+from lora_core.errors import ServiceError
+from lora_core.models import Dataset, DatasetStatus
+from lora_ui.components import (
+    DETAIL_PAGE,
+    PENDING_STATUSES,
+    UPLOAD_PAGE,
+    confirm_delete_if_requested,
+    escape_markdown,
+    format_size,
+    format_thousands,
+    format_when,
+    request_delete,
+    show_flash,
+    show_service_error,
+    status_badge,
+)
+from lora_ui.identity import current_user_id, runtime
+from lora_ui.navigation import require_navigation
+
+PAGE_SIZE = 10
+REFRESH_SECONDS = 2
+STATUS_FILTERS: dict[str, str | None] = {
+    "All": None,
+    "Uploading": DatasetStatus.UPLOADING.value,
+    "Validating": DatasetStatus.VALIDATING.value,
+    "Ready": DatasetStatus.READY.value,
+    "Error": DatasetStatus.ERROR.value,
+}
+PAGE_KEY = "datasets_page"
+
+
+def _back_to_first_page() -> None:
+    st.session_state[PAGE_KEY] = 1
+
+
+def _fetch(user_id: str, search: str, status: str | None, page: int) -> service.DatasetPage:
+    with runtime().session() as session:
+        return service.list_datasets(session, user_id, status=status, search=search or None, page=page, limit=PAGE_SIZE)
+
+
+def _page_has_pending(user_id: str, search: str, status: str | None) -> bool:
+    try:
+        items = _fetch(user_id, search, status, st.session_state.get(PAGE_KEY, 1)).items
+    except ServiceError:
+        return False  # _render_list shows the error
+    return any(d.status in PENDING_STATUSES for d in items)
+
+
+def _render_row(dataset: Dataset) -> None:
+    with st.container(border=True, key=f"dataset-{dataset.id}"):
+        name_col, status_col, stats_col, size_col, actions_col = st.columns([4, 1.4, 2.2, 1.6, 2.2])
+        with name_col:
+            st.markdown(f"**{escape_markdown(dataset.name)}**")
+            st.caption(f":material/description: {escape_markdown(dataset.file_name)}")
+        with status_col:
+            status_badge(dataset.status)
+        with stats_col:
+            if dataset.status == DatasetStatus.READY:
+                st.markdown(
+                    f"**{dataset.total_training_pairs or 0:,}** training pairs  \n"
+                    f"**{format_thousands(dataset.total_tokens)}** tokens"
+                )
+            elif dataset.status == DatasetStatus.ERROR:
+                errors = dataset.error_count
+                st.caption(f"{errors:,} error{'s' if errors != 1 else ''}" if errors else "Failed")
+            else:
+                st.caption("Statistics when validated")
+        with size_col:
+            st.markdown(f"{format_size(dataset.file_size)}  \n")
+            st.caption(format_when(dataset.created_at))
+        with actions_col:
+            view, delete = st.columns(2)
+            view.page_link(
+                DETAIL_PAGE, label="View details", icon=":material/visibility:", query_params={"id": str(dataset.id)}
+            )
+            delete.button(
+                "Delete",
+                icon=":material/delete:",
+                key=f"delete-{dataset.id}",
+                on_click=request_delete,
+                args=(dataset,),
+            )
+
+
+def _render_list(user_id: str, search: str, status: str | None) -> bool:
+    """Draw the current page of datasets; returns whether any of them is still uploading or validating."""
+    page_number = st.session_state.get(PAGE_KEY, 1)
+    try:
+        result = _fetch(user_id, search, status, page_number)
+        if result.total and page_number > result.total_pages:  # the last item of the last page was deleted
+            st.session_state[PAGE_KEY] = page_number = result.total_pages
+            result = _fetch(user_id, search, status, page_number)
+    except ServiceError as error:
+        show_service_error(error)
+        return False
+
+    if result.total == 0:
+        if search or status:
+            st.info("No datasets match this search or filter.", icon=":material/search_off:")
+        else:
+            with st.container(border=True, key="empty-state"):
+                st.subheader("No datasets yet")
+                st.write(
+                    "Upload a JSON Lines file of conversations or training pairs: it is checked line by line, "
+                    "and you get statistics, errors with suggestions, and a download link for training."
+                )
+                st.page_link(UPLOAD_PAGE, label="Upload your first dataset", icon=":material/upload:")
+        return False
+
+    for dataset in result.items:
+        _render_row(dataset)
+
+    first = (result.page - 1) * result.limit + 1
+    last = first + len(result.items) - 1
+    previous_col, info_col, next_col = st.columns([1, 3, 1], vertical_alignment="center")
+    previous_col.button(
+        "Previous",
+        icon=":material/chevron_left:",
+        disabled=result.page <= 1,
+        key="page-previous",
+        on_click=lambda: st.session_state.update({PAGE_KEY: result.page - 1}),
+    )
+    info_col.caption(f"{first}–{last} of {result.total} · page {result.page} of {result.total_pages}")
+    next_col.button(
+        "Next",
+        icon=":material/chevron_right:",
+        disabled=result.page >= result.total_pages,
+        key="page-next",
+        on_click=lambda: st.session_state.update({PAGE_KEY: result.page + 1}),
+    )
+    return any(d.status in PENDING_STATUSES for d in result.items)
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def _live_list(user_id: str, search: str, status: str | None) -> None:
+    """Refreshes itself while work is pending; once nothing is, the whole page reruns and this stops."""
+    if not _render_list(user_id, search, status):
+        st.rerun(scope="app")
+
+
+require_navigation()
+user_id = current_user_id()
+confirm_delete_if_requested(user_id)
+
+title_col, upload_col = st.columns([4, 1], vertical_alignment="bottom")
+title_col.title("Datasets")
+upload_col.page_link(UPLOAD_PAGE, label="Upload dataset", icon=":material/upload:")
+show_flash()
+
+search_col, status_col = st.columns([3, 2], vertical_alignment="bottom")
+search = search_col.text_input(
+    "Search by name",
+    key="datasets_search",
+    placeholder="Search by name",
+    icon=":material/search:",
+    live=True,
+    max_chars=200,
+    on_change=_back_to_first_page,
+)
+status_label = status_col.segmented_control(
+    "Status",
+    list(STATUS_FILTERS),
+    default="All",
+    required=True,
+    key="datasets_status",
+    on_change=_back_to_first_page,
+)
+status_filter = STATUS_FILTERS[status_label or "All"]
+
+# "Listed" datasets are the ones on the page shown; the live fragment takes over while any of them is pending.
+if _page_has_pending(user_id, search, status_filter):
+    _live_list(user_id, search, status_filter)
+else:
+    _render_list(user_id, search, status_filter)

@@ -1,0 +1,149 @@
+"""Upload: name, description, format and the file, which goes from the browser straight to storage.
+
+See `lora_ui.upload_component` for the round trip; `lora_ui.upload_flow` holds the steps.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lora_core.errors import ServiceError
+from lora_core.settings import DATASET_FORMATS, DEFAULT_FORMAT
+from lora_ui import upload_flow
+from lora_ui.components import DETAIL_PAGE, escape_markdown, format_size
+from lora_ui.identity import current_user_id, runtime
+from lora_ui.navigation import require_navigation
+from lora_ui.upload_component import dataset_uploader
+
+JOB_KEY = "upload_job"  # {"dataset_id": str, "job": UploadJob} while the browser is sending the file
+PROBLEMS_KEY = "upload_problems"
+REJECTED_KEY = "upload_rejected_dataset"
+FILE_KEY = "upload_file"
+FORMAT_HELP = {
+    "brightrun_lora_v4": (
+        "BrightRun LoRA v4 — the exporter's training pairs (system prompt, history, user input, target response), "
+        "or one conversation per line; also checks v4's conversation metadata."
+    ),
+    "brightrun_lora_v3": "BrightRun LoRA v3 — the same line shapes as v4, without v4's scaffolding metadata checks.",
+    "openai_chat": 'OpenAI chat fine-tuning — one {"messages": [{"role", "content"}, …]} object per line.',
+}
+FORMAT_LABELS = {
+    "brightrun_lora_v4": "BrightRun LoRA v4 (default)",
+    "brightrun_lora_v3": "BrightRun LoRA v3",
+    "openai_chat": "OpenAI chat",
+}
+
+
+def _chosen_file() -> dict | None:
+    state = st.session_state.get(FILE_KEY) or {}
+    return state.get("file") if hasattr(state, "get") else None
+
+
+def _start_upload(user_id: str) -> None:
+    """The Upload button's callback: runs before the page, so the component gets its job in this same run."""
+    st.session_state.pop(PROBLEMS_KEY, None)
+    st.session_state.pop(REJECTED_KEY, None)
+    rt = runtime()
+    name = st.session_state.get("upload_name", "")
+    chosen = _chosen_file()
+    problems = upload_flow.form_problems(name, chosen, rt.settings.max_upload_bytes)
+    if problems:
+        st.session_state[PROBLEMS_KEY] = problems
+        return
+    assert chosen is not None
+    try:
+        dataset_id, job = upload_flow.start(
+            rt,
+            user_id,
+            name=name,
+            description=st.session_state.get("upload_description", ""),
+            fmt=st.session_state.get("upload_format", DEFAULT_FORMAT),
+            chosen_file=chosen,
+        )
+    except ServiceError as error:
+        st.session_state[PROBLEMS_KEY] = [error.message] + [
+            f"{p.field}: {p.message}" for p in error.details if p.message not in error.message
+        ]
+        return
+    st.session_state[JOB_KEY] = {"dataset_id": str(dataset_id), "job": job}
+
+
+require_navigation()
+user_id = current_user_id()
+settings = runtime().settings
+
+# An upload runs only while this page is open (leaving it aborts the PUT); coming back starts afresh, and the
+# abandoned dataset stays "uploading", which its detail page reports as an unfinished upload.
+if st.session_state.get("previous_page") != st.session_state.get("current_page"):
+    st.session_state.pop(JOB_KEY, None)
+    st.session_state.pop(PROBLEMS_KEY, None)
+
+pending = st.session_state.get(JOB_KEY)
+busy = pending is not None
+
+st.title("Upload a dataset")
+st.caption(
+    f"A JSON Lines file of up to {format_size(settings.max_upload_bytes)}. It is sent straight to storage, then "
+    "every line is checked; you can follow the validation on the dataset's page."
+)
+
+with st.container(border=True):
+    st.text_input("Name", key="upload_name", max_chars=200, placeholder="e.g. Support chats, March", disabled=busy)
+    st.text_area(
+        "Description (optional)",
+        key="upload_description",
+        max_chars=5000,
+        height=90,
+        placeholder="What is in it, where it came from",
+        disabled=busy,
+    )
+    fmt = st.selectbox(
+        "Format",
+        DATASET_FORMATS,
+        index=DATASET_FORMATS.index(DEFAULT_FORMAT),
+        format_func=FORMAT_LABELS.get,
+        key="upload_format",
+        disabled=busy,
+        help="\n\n".join(FORMAT_HELP[f] for f in DATASET_FORMATS),
+    )
+    st.caption(FORMAT_HELP[fmt].replace("{", "\\{").replace("[", "\\["))
+    st.markdown("**File**")
+    picker = dataset_uploader(
+        key=FILE_KEY,
+        max_bytes=settings.max_upload_bytes,
+        job=pending["job"] if pending else None,
+        disabled=busy,
+    )
+
+    result = picker.get("result")
+    if pending and isinstance(result, dict) and result.get("job") == pending["job"]["id"]:
+        st.session_state.pop(JOB_KEY, None)
+        outcome = upload_flow.settle(runtime(), user_id, pending["dataset_id"], result)
+        if outcome.error is None and outcome.dataset_id is not None:
+            st.switch_page(DETAIL_PAGE, query_params={"id": str(outcome.dataset_id)})
+        st.session_state[PROBLEMS_KEY] = [outcome.error or "The upload did not finish."]
+        st.session_state[REJECTED_KEY] = str(outcome.dataset_id) if outcome.dataset_id else None
+        st.rerun()  # redraw the form enabled, with the reason
+
+    for problem in st.session_state.get(PROBLEMS_KEY) or []:
+        st.error(escape_markdown(problem), icon=":material/error:")
+    rejected_id = st.session_state.get(REJECTED_KEY)
+    if rejected_id and st.session_state.get(PROBLEMS_KEY):
+        st.page_link(
+            DETAIL_PAGE,
+            label="Open the rejected dataset",
+            icon=":material/open_in_new:",
+            query_params={"id": rejected_id},
+        )
+    for problem in st.session_state.get(PROBLEMS_KEY) or []:
+        st.error(escape_markdown(problem), icon=":material/error:")
+
+    st.button(
+        "Uploading…" if busy else "Upload",
+        type="primary",
+        icon=":material/upload:",
+        key="upload_start",
+        disabled=busy,
+        on_click=_start_upload,
+        args=(user_id,),
+    )

@@ -1,0 +1,650 @@
+"""The Streamlit pages through AppTest: what a user sees and does on each page, on seeded rows.
+
+AppTest runs ui.py (never app.py's lifespan), does not simulate `run_every`, and cannot run the upload
+component's JavaScript (tests/test_browser.py does); the upload steps are tested through `lora_ui.upload_flow`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1 import app_test as app_test_module
+
+from lora_core import service
+from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
+from lora_core.runtime import Runtime, get_runtime, reset_runtime
+from lora_core.settings import get_settings
+from lora_ui import upload_flow
+from lora_ui.components import PENDING_DELETE_KEY, escape_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+UI_SCRIPT = str(ROOT / "ui.py")
+ALICE = "alice@example.com"
+BOB = "bob@example.com"
+
+
+def _bins(edges: list[tuple[int, int | None, int]]) -> list[dict[str, Any]]:
+    return [{"from": low, "to": high, "count": count} for low, high, count in edges]
+
+
+def ready_report() -> dict[str, Any]:
+    """A report of FORMAT.md's shape, with EQ-12's figures."""
+    token_bins = [(0, 1, 0), (1, 2, 0), (2, 4, 0), (4, 8, 0), (8, 16, 0), (16, 32, 0), (32, 64, 0), (64, 128, 0)]
+    token_bins += [(128, 256, 0), (256, 512, 4), (512, 1024, 11), (1024, 2048, 21), (2048, None, 8)]
+    return {
+        "valid": True,
+        "format": "brightrun_lora_v4",
+        "shape": "pair",
+        "stats": {
+            "total_examples": 44,
+            "total_conversations": 12,
+            "total_training_pairs": 44,
+            "total_turns": 88,
+            "total_tokens": 58316,
+            "total_target_tokens": 16533,
+            "avg_turns_per_conversation": 7.33,
+            "avg_tokens_per_pair": 1325.36,
+            "tokens_per_example": {
+                "min": 333,
+                "p50": 1195,
+                "p90": 2286,
+                "p99": 2806,
+                "max": 2806,
+                "histogram": _bins(token_bins),
+            },
+            "turns_per_conversation": {
+                "min": 6,
+                "p50": 8,
+                "p90": 8,
+                "p99": 8,
+                "max": 8,
+                "histogram": _bins([(0, 1, 0), (1, 2, 0), (2, 4, 0), (4, 8, 4), (8, None, 8)]),
+            },
+            "messages_per_role": {"system": 44, "user": 104, "assistant": 104},
+            "over_context_limit": 8,
+            "context_limit": 2048,
+        },
+        "error_count": 0,
+        "warning_count": 52,
+        "error_counts": {},
+        "warning_counts": {"repeated_user_input": 44, "over_context_limit": 8},
+        "errors": [],
+        "warnings": [
+            {
+                "line": 2,
+                "code": "repeated_user_input",
+                "field": "conversation_history[0]",
+                "message": "The last history entry repeats `current_user_input`.",
+                "suggestion": "Drop the last history entry when converting.",
+            },
+            {
+                "line": 9,
+                "code": "over_context_limit",
+                "field": None,
+                "message": "This example has 2,286 tokens, over the context limit of 2,048.",
+                "suggestion": "Shorten it or raise the trainer's max sequence length.",
+            },
+        ],
+        "samples": [
+            [
+                {"role": "system", "content": "You are a **helpful** planner."},
+                {"role": "user", "content": "<script>alert(1)</script> How do I save?"},
+                {"role": "assistant", "content": "Start with [a budget](javascript:alert(1)) :red[today]."},
+            ]
+        ],
+    }
+
+
+def error_report(line_errors: int = 150) -> dict[str, Any]:
+    """A failed report: `line_errors` missing fields in all, of which the report lists the first 100."""
+    listed = [
+        {
+            "line": line,
+            "code": "missing_field",
+            "field": "target_response",
+            "message": "The required field `target_response` is missing.",
+            "suggestion": "Add the assistant's reply as `target_response`.",
+        }
+        for line in range(1, min(line_errors, 100) + 1)
+    ]
+    listed.insert(
+        0,
+        {
+            "line": None,
+            "code": "few_examples",
+            "field": None,
+            "message": "Only 3 training pairs.",
+            "suggestion": "Add more examples.",
+        },
+    )
+    report = ready_report()
+    report.update(
+        valid=False,
+        error_count=line_errors + 1,
+        error_counts={"missing_field": line_errors, "few_examples": 1},
+        errors=listed,
+        warning_count=0,
+        warning_counts={},
+        warnings=[],
+    )
+    return report
+
+
+@pytest.fixture
+def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh data dir and SQLite database for the pages, with the process-wide caches cleared around it."""
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("LORA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LORA_DATABASE_URL", f"sqlite:///{tmp_path / 'lora.db'}")
+    monkeypatch.setenv("LORA_SECRET_KEY", "pages-test-secret")
+    monkeypatch.setenv("LORA_AUTH_MODE", "local")
+    monkeypatch.setenv("LORA_LOCAL_USER_ID", ALICE)
+    monkeypatch.setattr(app_test_module, "PagesManager", _NavigationPagesManager)
+    _reset()
+    yield tmp_path
+    _reset()
+
+
+class _NavigationPagesManager(PagesManager):
+    """AppTest makes Streamlit re-detect `pages/` before every run, i.e. start each run in its old multipage mode,
+    where `lora_ui.navigation.require_navigation` reruns through ui.py and a plain button's click is lost. A
+    served app leaves that mode for good at its first run; this makes every AppTest run start where it would."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+
+def _reset() -> None:
+    get_settings.cache_clear()
+    reset_runtime()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def rt(app_env: Path) -> Runtime:
+    return get_runtime()
+
+
+def seed(
+    rt: Runtime,
+    name: str,
+    status: DatasetStatus,
+    *,
+    user_id: str = ALICE,
+    report: dict[str, Any] | None = None,
+    age_minutes: int = 0,
+    **fields: Any,
+) -> Dataset:
+    dataset_id = uuid.uuid4()
+    values: dict[str, Any] = {}
+    if report is not None:
+        stats = report["stats"]
+        values = {
+            key: stats[key]
+            for key in (
+                "total_examples",
+                "total_conversations",
+                "total_training_pairs",
+                "total_turns",
+                "total_tokens",
+                "total_target_tokens",
+                "avg_turns_per_conversation",
+                "avg_tokens_per_pair",
+            )
+        }
+        values.update(
+            error_count=report["error_count"],
+            warning_count=report["warning_count"],
+            training_ready=report["valid"],
+            validated_at=utcnow(),
+            validation_report=report,
+        )
+    values.update(fields)
+    created = utcnow() - timedelta(minutes=age_minutes)
+    dataset = Dataset(
+        id=dataset_id,
+        user_id=user_id,
+        name=name,
+        format="brightrun_lora_v4",
+        status=status,
+        storage_bucket="local",
+        storage_path=f"{user_id}/{dataset_id}/data.jsonl",
+        file_name=f"{name.split()[0].lower()}.jsonl",
+        file_size=1_234_567,
+        created_at=created,
+        updated_at=created,
+        **values,
+    )
+    with rt.session() as session:
+        session.add(dataset)
+        session.commit()
+    return dataset
+
+
+def open_page(path: str, query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(UI_SCRIPT, default_timeout=30)
+    at.run()
+    if path != "pages/datasets.py":
+        at.switch_page(path)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Everything the page wrote as text, Markdown, captions, alerts and metrics, for `in` checks."""
+    parts: list[str] = []
+    for kind in ("markdown", "caption", "text", "title", "subheader", "error", "warning", "info", "success"):
+        parts.extend(str(element.value) for element in at.get(kind))
+    parts.extend(f"{m.label}={m.value}" for m in at.metric)
+    return "\n".join(parts)
+
+
+def dataset_names_listed(at: AppTest) -> list[str]:
+    return [m.value.strip("*") for m in at.markdown if m.value.startswith("**") and m.value.endswith("**")]
+
+
+# --- Datasets list ----------------------------------------------------------------------------------------------
+
+
+def test_empty_state_invites_the_first_upload(app_env: Path) -> None:
+    at = open_page("pages/datasets.py")
+    assert "No datasets yet" in texts(at)
+    links = [link.proto.label for link in at.get("page_link")]
+    assert "Upload your first dataset" in links
+
+
+def test_list_shows_each_dataset_with_status_stats_size_and_time(rt: Runtime) -> None:
+    seed(rt, "Ready chats", DatasetStatus.READY, report=ready_report(), age_minutes=5)
+    seed(rt, "Broken export", DatasetStatus.ERROR, report=error_report(), age_minutes=3)
+    seed(rt, "Fresh upload", DatasetStatus.VALIDATING, age_minutes=1)
+    at = open_page("pages/datasets.py")
+    assert dataset_names_listed(at) == ["Fresh upload", "Broken export", "Ready chats"]  # newest first
+    page = texts(at)
+    assert "**44** training pairs" in page and "**58.3K** tokens" in page
+    assert "151 errors" in page
+    assert "1.2 MB" in page
+    assert "5 min ago" in page
+    badges = [m.value for m in at.markdown if "-badge[" in m.value]
+    assert any(":green-badge[" in b and "Ready" in b for b in badges)
+    assert any(":red-badge[" in b and "Error" in b for b in badges)
+    assert any(":yellow-badge[" in b and "Validating" in b for b in badges)
+    details = [link for link in at.get("page_link") if link.proto.label == "View details"]
+    assert len(details) == 3
+
+
+def test_search_narrows_the_list_and_says_when_nothing_matches(rt: Runtime) -> None:
+    seed(rt, "Support chats March", DatasetStatus.READY, report=ready_report())
+    seed(rt, "Sales calls", DatasetStatus.READY, report=ready_report())
+    at = open_page("pages/datasets.py")
+    at.text_input(key="datasets_search").input("support").run()
+    assert dataset_names_listed(at) == ["Support chats March"]
+    at.text_input(key="datasets_search").input("nothing like this").run()
+    assert dataset_names_listed(at) == []
+    assert "No datasets match this search or filter." in texts(at)
+
+
+def test_status_filter_shows_only_that_status(rt: Runtime) -> None:
+    seed(rt, "Good one", DatasetStatus.READY, report=ready_report())
+    seed(rt, "Bad one", DatasetStatus.ERROR, report=error_report())
+    seed(rt, "Busy one", DatasetStatus.UPLOADING)
+    at = open_page("pages/datasets.py")
+    status = at.button_group(key="datasets_status")
+    status.set_value("Error").run()
+    assert dataset_names_listed(at) == ["Bad one"]
+    at.button_group(key="datasets_status").set_value("Uploading").run()
+    assert dataset_names_listed(at) == ["Busy one"]
+    at.button_group(key="datasets_status").set_value("All").run()
+    assert len(dataset_names_listed(at)) == 3
+
+
+def test_pagination_moves_between_pages(rt: Runtime) -> None:
+    for index in range(12):
+        seed(rt, f"Set {index:02d}", DatasetStatus.READY, report=ready_report(), age_minutes=index)
+    at = open_page("pages/datasets.py")
+    assert len(dataset_names_listed(at)) == 10
+    assert "1–10 of 12 · page 1 of 2" in texts(at)
+    at.button(key="page-next").click().run()
+    assert dataset_names_listed(at) == ["Set 10", "Set 11"]
+    assert at.button(key="page-next").disabled
+    at.button(key="page-previous").click().run()
+    assert dataset_names_listed(at)[0] == "Set 00"
+
+
+def test_delete_from_the_list_asks_then_removes(rt: Runtime) -> None:
+    keep = seed(rt, "Keep me", DatasetStatus.READY, report=ready_report())
+    doomed = seed(rt, "Delete me", DatasetStatus.ERROR, report=error_report())
+    at = open_page("pages/datasets.py")
+    at.button(key=f"delete-{doomed.id}").click().run()
+    assert at.session_state[PENDING_DELETE_KEY]["id"] == str(doomed.id)
+    assert "Delete me" in [t.value for t in at.text]  # the dialog names it, as plain text
+    at.button(key="confirm_delete").click().run()
+    assert not at.exception
+    assert dataset_names_listed(at) == ["Keep me"]
+    with rt.session() as session:
+        remaining = service.list_datasets(session, ALICE)
+    assert [d.id for d in remaining.items] == [keep.id]
+
+
+def test_cancel_in_the_delete_dialog_keeps_the_dataset(rt: Runtime) -> None:
+    dataset = seed(rt, "Still here", DatasetStatus.READY, report=ready_report())
+    at = open_page("pages/datasets.py")
+    at.session_state[PENDING_DELETE_KEY] = {"id": str(dataset.id), "name": dataset.name}
+    at.run()
+    at.button(key="cancel_delete").click().run()
+    assert PENDING_DELETE_KEY not in at.session_state
+    assert dataset_names_listed(at) == ["Still here"]
+
+
+def test_user_text_is_never_markdown_or_html(rt: Runtime) -> None:
+    seed(rt, "**bold** <b>x</b> :red[alert] [link](http://evil)", DatasetStatus.READY, report=ready_report())
+    at = open_page("pages/datasets.py")
+    names = [m.value for m in at.markdown if "bold" in m.value]
+    assert names == ["**" + escape_markdown("**bold** <b>x</b> :red[alert] [link](http://evil)") + "**"]
+    assert "\\<b\\>" in names[0] and "\\:red\\[" in names[0] and "\\]\\(http" in names[0]
+
+
+def test_another_user_sees_none_of_the_first_users_datasets(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    mine = seed(rt, "Alice private", DatasetStatus.READY, report=ready_report())
+    monkeypatch.setenv("LORA_LOCAL_USER_ID", BOB)
+    _reset()
+    at = open_page("pages/datasets.py")
+    assert dataset_names_listed(at) == []
+    assert "No datasets yet" in texts(at)
+    detail = open_page("pages/dataset.py", {"id": str(mine.id)})
+    assert "Dataset not found" in texts(detail)
+    assert "Alice private" not in texts(detail)
+
+
+def test_proxy_mode_scopes_pages_to_the_header_user(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(rt, "Alice private", DatasetStatus.READY, report=ready_report())
+    monkeypatch.setenv("LORA_AUTH_MODE", "proxy")
+    _reset()
+    at = open_page("pages/datasets.py")  # AppTest sends no proxy header: nobody is signed in
+    assert "You are not signed in" in texts(at)
+    assert "Alice private" not in texts(at)
+
+
+# --- Dataset detail ---------------------------------------------------------------------------------------------
+
+
+def test_ready_dataset_shows_statistics_charts_issues_and_samples(rt: Runtime) -> None:
+    dataset = seed(rt, "EQ-12 demo", DatasetStatus.READY, report=ready_report(), description="Line one\n*not bold*")
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Training pairs"] == "44"
+    assert metrics["Conversations"] == "12"
+    assert metrics["Examples"] == "44"
+    assert metrics["Total tokens"] == "58.3K"
+    assert metrics["Target tokens"] == "16.5K"
+    assert metrics["Avg turns / conversation"] == "7.33"
+    assert metrics["Avg tokens / pair"] == "1,325.4"
+    assert metrics["Over context limit"] == "8"
+    assert len(at.get("vega_lite_chart")) == 3
+    assert "Ready for training." in texts(at)
+    assert "Line one\n*not bold*" in [t.value for t in at.text]  # the description, as plain text
+    tabs = [t.label for t in at.tabs]
+    assert "Errors (0)" in tabs and "Warnings (52)" in tabs
+    frames = [df.value for df in at.dataframe]
+    warnings = next(f for f in frames if "suggestion" in f.columns)
+    assert list(warnings.columns) == ["line", "code", "field", "message", "suggestion"]
+    assert set(warnings["code"]) == {"repeated_user_input", "over_context_limit"}
+    counts = next(f for f in frames if list(f.columns) == ["code", "count"] and "repeated_user_input" in set(f["code"]))
+    assert dict(zip(counts["code"], counts["count"], strict=True)) == {
+        "repeated_user_input": 44,
+        "over_context_limit": 8,
+    }
+    assert [c.proto.name for c in at.chat_message] == ["system", "user", "assistant"]
+    content = texts(at)
+    assert escape_markdown("<script>alert(1)</script> How do I save?") in content
+    assert "\\[a budget\\]\\(javascript\\:alert\\(1\\)\\) \\:red\\[today\\]" in content
+
+
+def test_issue_tables_filter_by_code_and_text(rt: Runtime) -> None:
+    dataset = seed(rt, "Filter me", DatasetStatus.READY, report=ready_report())
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    at.multiselect(key="warnings-codes").select("over_context_limit").run()
+    table = next(df.value for df in at.dataframe if "suggestion" in df.value.columns and len(df.value) <= 2)
+    assert list(table["code"]) == ["over_context_limit"]
+    at.multiselect(key="warnings-codes").unselect("over_context_limit").run()
+    at.text_input(key="warnings-search").input("history entry").run()
+    table = next(df.value for df in at.dataframe if "suggestion" in df.value.columns and len(df.value) <= 2)
+    assert list(table["code"]) == ["repeated_user_input"]
+
+
+def test_error_dataset_shows_the_reason_and_says_only_100_are_listed(rt: Runtime) -> None:
+    dataset = seed(
+        rt,
+        "Broken export",
+        DatasetStatus.ERROR,
+        report=error_report(150),
+        error_message="150 lines miss `target_response` (missing_field).",
+    )
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    page = texts(at)
+    assert "Not ready for training." in page
+    assert escape_markdown("150 lines miss `target_response` (missing_field).") in page
+    assert "151 errors in all; the report lists the first 100 line errors (101 shown)" in page
+    assert "Errors (151)" in [t.label for t in at.tabs]
+    errors = next(df.value for df in at.dataframe if "suggestion" in df.value.columns and len(df.value) > 2)
+    assert len(errors) == 101 and errors["line"].isna().sum() == 1
+    counts = next(
+        df.value for df in at.dataframe if "missing_field" in set(df.value.get("code", [])) and "count" in df.value
+    )
+    assert dict(zip(counts["code"], counts["count"], strict=True)) == {"missing_field": 150, "few_examples": 1}
+
+
+def test_uploading_dataset_says_the_upload_is_not_finished(rt: Runtime) -> None:
+    dataset = seed(rt, "Half sent", DatasetStatus.UPLOADING)
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    assert "Upload not finished." in texts(at)
+    assert at.button(key="prepare-download").disabled
+    assert at.button(key="revalidate").disabled
+
+
+def test_validating_dataset_shows_live_status(rt: Runtime) -> None:
+    dataset = seed(rt, "In progress", DatasetStatus.VALIDATING)
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    assert "Validating…" in texts(at)
+    assert not at.metric
+
+
+@pytest.mark.parametrize("dataset_id", ["", "not-a-uuid", "'; DROP TABLE datasets; --", str(uuid.uuid4())])
+def test_malformed_or_unknown_id_is_not_found(rt: Runtime, dataset_id: str) -> None:
+    at = open_page("pages/dataset.py", {"id": dataset_id} if dataset_id else None)
+    assert "Dataset not found" in texts(at)
+    assert not at.exception
+
+
+def test_other_users_and_deleted_datasets_are_not_found(rt: Runtime) -> None:
+    theirs = seed(rt, "Bob's secret", DatasetStatus.READY, user_id=BOB, report=ready_report())
+    gone = seed(rt, "Deleted one", DatasetStatus.READY, report=ready_report(), deleted_at=utcnow())
+    for dataset in (theirs, gone):
+        at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+        page = texts(at)
+        assert "Dataset not found" in page
+        assert dataset.name not in page
+
+
+def test_delete_from_the_detail_page_returns_to_the_list(rt: Runtime) -> None:
+    dataset = seed(rt, "Short lived", DatasetStatus.READY, report=ready_report())
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    at.button(key="delete").click().run()
+    at.button(key="confirm_delete").click().run()
+    assert not at.exception
+    assert "Deleted" in texts(at) and "No datasets yet" in texts(at)
+    with rt.session() as session:
+        assert service.list_datasets(session, ALICE).total == 0
+
+
+def test_download_makes_a_fresh_link(rt: Runtime) -> None:
+    dataset = seed(rt, "Downloadable", DatasetStatus.READY, report=ready_report())
+    rt.store.put_stream(dataset.storage_path, iter([b'{"a": 1}\n']), max_bytes=1000)
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    assert not at.get("link_button")
+    at.button(key="prepare-download").click().run()
+    links = at.get("link_button")
+    assert len(links) == 1 and "/api/storage/download" in links[0].proto.url
+
+
+def test_download_of_a_missing_file_says_so(rt: Runtime) -> None:
+    dataset = seed(rt, "File gone", DatasetStatus.READY, report=ready_report())
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    at.button(key="prepare-download").click().run()
+    assert "no longer stored" in texts(at)
+    assert not at.get("link_button")
+
+
+def test_revalidate_queues_the_dataset_again(rt: Runtime) -> None:
+    dataset = seed(rt, "Check again", DatasetStatus.ERROR, report=error_report())
+    rt.store.put_stream(dataset.storage_path, iter([b'{"a": 1}\n']), max_bytes=1000)
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    at.button(key="revalidate").click().run()
+    assert "Validating…" in texts(at)
+    with rt.session() as session:
+        assert service.get_dataset(session, ALICE, dataset.id).status == DatasetStatus.VALIDATING
+
+
+# --- Upload -----------------------------------------------------------------------------------------------------
+
+
+def test_upload_page_shows_the_form_and_refuses_an_incomplete_one(rt: Runtime) -> None:
+    at = open_page("pages/upload.py")
+    assert at.selectbox(key="upload_format").value == "brightrun_lora_v4"
+    assert at.selectbox(key="upload_format").options == [
+        "BrightRun LoRA v4 (default)",
+        "BrightRun LoRA v3",
+        "OpenAI chat",
+    ]
+    at.button(key="upload_start").click().run()
+    assert {e.value for e in at.error} == {"Give the dataset a name\\.", "Choose the file to upload\\."}
+    with rt.session() as session:
+        assert service.list_datasets(session, ALICE).total == 0
+
+
+def test_form_problems() -> None:
+    assert upload_flow.form_problems("x", {"name": "a.jsonl", "size": 10}, 100) == []
+    assert upload_flow.form_problems("  ", None, 100) == ["Give the dataset a name.", "Choose the file to upload."]
+    assert upload_flow.form_problems("x", {"name": "a.jsonl", "size": 0}, 100) == ["The chosen file is empty."]
+    assert upload_flow.form_problems("x", {"name": "a", "size": 101}, 100) == [
+        "The chosen file is 101 bytes; the limit is 100 bytes."
+    ]
+
+
+def test_upload_flow_success_queues_for_validation(rt: Runtime) -> None:
+    body = b'{"messages": []}\n'
+    dataset_id, job = upload_flow.start(
+        rt, ALICE, name="Chats", description="", fmt="openai_chat", chosen_file={"name": "c.jsonl", "size": len(body)}
+    )
+    assert job["method"] == "PUT" and "/api/storage/upload?token=" in job["url"]
+    assert job["file"] == {"name": "c.jsonl", "size": len(body)}
+    with rt.session() as session:
+        assert service.get_dataset(session, ALICE, dataset_id).status == DatasetStatus.UPLOADING
+    rt.store.put_stream(service.get_dataset(rt.session(), ALICE, dataset_id).storage_path, iter([body]), 1000)
+    outcome = upload_flow.settle(rt, ALICE, dataset_id, {"job": job["id"], "ok": True, "status": 200})
+    assert outcome == upload_flow.Outcome(dataset_id)
+    with rt.session() as session:
+        assert service.get_dataset(session, ALICE, dataset_id).status == DatasetStatus.VALIDATING
+
+
+def test_upload_flow_failed_put_says_why_and_keeps_nothing(rt: Runtime) -> None:
+    dataset_id, job = upload_flow.start(
+        rt, ALICE, name="Chats", description="", fmt="openai_chat", chosen_file={"name": "c.jsonl", "size": 10}
+    )
+    error = "The storage server refused the file as too large (HTTP 413)."
+    outcome = upload_flow.settle(rt, ALICE, dataset_id, {"job": job["id"], "ok": False, "status": 413, "error": error})
+    assert outcome.dataset_id is None
+    assert outcome.error == f"Upload failed: {error} Nothing was saved; choose the file and try again."
+    with rt.session() as session:
+        assert service.list_datasets(session, ALICE).total == 0
+
+
+def test_upload_flow_put_that_did_not_arrive_is_rejected_with_the_reason(rt: Runtime) -> None:
+    dataset_id, job = upload_flow.start(
+        rt, ALICE, name="Chats", description="", fmt="openai_chat", chosen_file={"name": "c.jsonl", "size": 10}
+    )
+    outcome = upload_flow.settle(rt, ALICE, dataset_id, {"job": job["id"], "ok": True, "status": 200})
+    assert outcome.dataset_id == dataset_id
+    assert outcome.error is not None and "never uploaded" in outcome.error
+    with rt.session() as session:
+        assert service.get_dataset(session, ALICE, dataset_id).status == DatasetStatus.ERROR
+
+
+# --- Notifications ----------------------------------------------------------------------------------------------
+
+
+def notify(rt: Runtime, dataset: Dataset, *, ok: bool = True, read: bool = False, user_id: str = ALICE) -> Notification:
+    notification = Notification(
+        user_id=user_id,
+        dataset_id=dataset.id,
+        kind=NotificationKind.DATASET_READY if ok else NotificationKind.DATASET_FAILED,
+        title=f"“{dataset.name}” is ready" if ok else f"“{dataset.name}” has errors",
+        message="44 training pairs, 58,316 tokens." if ok else "3 errors.",
+        link=f"/dataset?id={dataset.id}",
+        read_at=utcnow() if read else None,
+    )
+    with rt.session() as session:
+        session.add(notification)
+        session.commit()
+    return notification
+
+
+def sidebar_link_labels(at: AppTest) -> list[str]:
+    return [link.proto.label for link in at.sidebar.get("page_link")]
+
+
+def test_sidebar_shows_the_unread_count_on_every_page(rt: Runtime) -> None:
+    dataset = seed(rt, "Done", DatasetStatus.READY, report=ready_report())
+    notify(rt, dataset)
+    notify(rt, dataset, ok=False)
+    notify(rt, dataset, read=True)
+    notify(rt, dataset, user_id=BOB)
+    for page in ("pages/datasets.py", "pages/upload.py", "pages/notifications.py"):
+        at = open_page(page)
+        assert "Notifications · 2 unread" in sidebar_link_labels(at), page
+
+
+def test_notifications_page_lists_links_and_marks_read(rt: Runtime) -> None:
+    dataset = seed(rt, "Done <i>x</i>", DatasetStatus.READY, report=ready_report())
+    first = notify(rt, dataset)
+    notify(rt, dataset, ok=False)
+    at = open_page("pages/notifications.py")
+    assert f"**{escape_markdown(first.title)}**" in [m.value for m in at.markdown]
+    opens = [link for link in at.get("page_link") if link.proto.label == "Open dataset"]
+    assert len(opens) == 2 and all(str(dataset.id) in link.proto.page for link in opens) is not None
+    at.button(key=f"read-{first.id}").click().run()
+    assert "Notifications · 1 unread" in sidebar_link_labels(at)
+    at.button(key="mark-all-read").click().run()
+    assert "Marked 1 notification read." in texts(at)
+    assert "Notifications" in sidebar_link_labels(at)
+    with rt.session() as session:
+        assert service.unread_notification_count(session, ALICE) == 0
+
+
+def test_notifications_empty_state(rt: Runtime) -> None:
+    at = open_page("pages/notifications.py")
+    assert "No notifications yet" in texts(at)
+    assert at.button(key="mark-all-read").disabled
+
+
+def test_a_new_notification_is_toasted_once(rt: Runtime) -> None:
+    dataset = seed(rt, "Toasty", DatasetStatus.READY, report=ready_report())
+    notify(rt, dataset)  # already there when the session starts: not news
+    at = open_page("pages/datasets.py")
+    assert not at.toast
+    fresh = notify(rt, dataset, ok=False)
+    at.run()
+    assert [t.value for t in at.toast] == [escape_markdown(fresh.title)]
+    at.run()
+    assert not at.toast
