@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Route, compile_path
+from starlette.routing import BaseRoute, Route
 
 from lora_core import service
 from lora_core.auth import authenticate_request
@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 
 RuntimeGetter = Callable[[], Runtime]
 Handler = Callable[[Request, Runtime], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
@@ -261,16 +262,16 @@ def ok(data: BaseModel, status_code: int = 200) -> JSONResponse:
 def error_response(
     status_code: int, message: str, details: list[FieldProblem] | None = None, code: str | None = None
 ) -> JSONResponse:
-    body: dict[str, Any] = {"error": message, "details": [_camel_problem(d) for d in details or []]}
+    body: dict[str, Any] = {"error": message, "details": [d.to_dict() for d in details or []]}
     if code:
         body["code"] = code
     headers = {"WWW-Authenticate": 'Bearer realm="lora"'} if status_code == 401 else None
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
-def _camel_problem(problem: FieldProblem) -> dict[str, str]:
+def _camel_problem(problem: FieldProblem) -> FieldProblem:
     """The service names fields in snake_case; the API's clients know them in camelCase."""
-    return {**problem.to_dict(), "field": ".".join(to_camel(part) for part in problem.field.split("."))}
+    return FieldProblem(".".join(to_camel(part) for part in problem.field.split(".")), problem.message, problem.code)
 
 
 class ApiError(Exception):
@@ -297,7 +298,7 @@ SERVICE_STATUS: dict[type[ServiceError], int] = {
 
 def service_error_response(error: ServiceError) -> JSONResponse:
     status_code = next((code for kind, code in SERVICE_STATUS.items() if isinstance(error, kind)), 400)
-    return error_response(status_code, error.message, error.details, error.code)
+    return error_response(status_code, error.message, [_camel_problem(d) for d in error.details], error.code)
 
 
 def _problems(error: ValidationError) -> list[FieldProblem]:
@@ -307,7 +308,7 @@ def _problems(error: ValidationError) -> list[FieldProblem]:
     ]
 
 
-def endpoint(handler: Handler, get_runtime: RuntimeGetter) -> Callable[[Request], Awaitable[Response]]:
+def endpoint(handler: Handler, get_runtime: RuntimeGetter) -> Endpoint:
     """Wrap a handler so every error becomes the envelope, and nothing internal leaks into a 500."""
 
     async def run(request: Request) -> Response:
@@ -836,29 +837,42 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 
+# Starlette routes a function endpoint only for the methods listed; list them all and answer 405 ourselves.
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"]
+
+
 def api_routes(get_runtime: RuntimeGetter) -> list[BaseRoute]:
-    """Every route of the API; `get_runtime` is called per request, so the runtime is built lazily, once."""
-    by_path: dict[str, list[Operation]] = {}
+    """Every route of the API; `get_runtime` is called per request, so the runtime is built lazily, once.
+
+    One route per path dispatches on the method itself, so a wrong method is a JSON 405 (Starlette's own is text),
+    and a last catch-all keeps Streamlit's HTML from ever answering an `/api/` request.
+    """
+    by_path: dict[str, dict[str, Endpoint]] = {}
     for operation in OPERATIONS:
-        by_path.setdefault(operation.path, []).append(operation)
-    routes: list[BaseRoute] = []
-    for path, operations in by_path.items():
-        for operation in operations:
-            routes.append(Route(path, endpoint(operation.handler, get_runtime), methods=[operation.method]))
-    patterns = [(compile_path(path)[0], sorted({o.method for o in ops})) for path, ops in by_path.items()]
-
-    async def unknown(request: Request) -> Response:
-        """JSON for any other /api/ request, so Streamlit's HTML never answers an API client."""
-        for pattern, methods in patterns:
-            if pattern.match(request.url.path):
-                allowed = ", ".join(sorted(set(methods) | ({"HEAD"} if "GET" in methods else set())))
-                response = error_response(405, f"Method not allowed; use {allowed}.", code="method_not_allowed")
-                response.headers["Allow"] = allowed
-                return response
-        return error_response(404, "No such API route.", code="not_found")
-
-    routes.append(Route("/api/{rest:path}", unknown))
+        by_path.setdefault(operation.path, {})[operation.method] = endpoint(operation.handler, get_runtime)
+    routes: list[BaseRoute] = [Route(p, _dispatch(handlers), methods=ALL_METHODS) for p, handlers in by_path.items()]
+    routes.append(Route("/api/{rest:path}", _unknown_route, methods=ALL_METHODS))
     return routes
+
+
+def _dispatch(handlers: dict[str, Endpoint]) -> Endpoint:
+    if "GET" in handlers:
+        handlers = {**handlers, "HEAD": handlers["GET"]}  # the server drops the body of a HEAD answer
+    allowed = ", ".join(sorted(handlers))
+
+    async def dispatch(request: Request) -> Response:
+        handler = handlers.get(request.method)
+        if handler is None:
+            response = error_response(405, f"Method not allowed; use {allowed}.", code="method_not_allowed")
+            response.headers["Allow"] = allowed
+            return response
+        return await handler(request)
+
+    return dispatch
+
+
+async def _unknown_route(request: Request) -> Response:
+    return error_response(404, "No such API route.", code="not_found")
 
 
 def _schema_of(model: type[BaseModel], mode: Literal["validation", "serialization"], defs: dict[str, Any]) -> dict:
@@ -874,11 +888,23 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     """A query parameter is absent or a value, never JSON null: drop the null branch of optional fields."""
     if "anyOf" in schema:
         branches = [b for b in schema["anyOf"] if b.get("type") != "null"]
-        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        rest = {k: v for k, v in schema.items() if k != "anyOf" and not (k == "default" and v is None)}
         if len(branches) == 1:
             return {**branches[0], **rest}
         return {**rest, "anyOf": branches}
     return schema
+
+
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    """Replace local `$ref`s by their definitions: a parameter's schema reads best self-contained."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            return {**_inline_refs(defs[node["$ref"].rsplit("/", 1)[1]], defs), **rest}
+        return {k: _inline_refs(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
 
 
 def _envelope(data_schema: dict[str, Any]) -> dict[str, Any]:
@@ -903,8 +929,10 @@ def _operation_spec(operation: Operation, defs: dict[str, Any]) -> dict[str, Any
             {"name": operation.path_id, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
         )
     if operation.query:
-        properties = operation.query.model_json_schema(by_alias=True)["properties"]
-        for name, schema in properties.items():
+        query_schema = operation.query.model_json_schema(by_alias=True)
+        local_defs = query_schema.get("$defs", {})
+        for name, property_schema in query_schema["properties"].items():
+            schema = _inline_refs(property_schema, local_defs)
             parameter = {"name": name, "in": "query", "required": False, "schema": _without_null(schema)}
             if "description" in schema:
                 parameter["description"] = schema["description"]
