@@ -231,7 +231,13 @@ class ErrorOut(BaseModel):
     code: str | None = None
 
 
-class DatasetListQuery(ApiModel):
+class QueryModel(ApiModel):
+    """Query parameters; an unknown one is 400, so a typo (`?stauts=ready`) is not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetListQuery(QueryModel):
     page: int = Field(default=1, ge=1, le=MAX_PAGE)
     limit: int = Field(default=service.DEFAULT_PAGE_LIMIT, ge=1, le=service.MAX_PAGE_LIMIT)
     status: DatasetStatus | None = None
@@ -247,7 +253,7 @@ class DatasetListQuery(ApiModel):
         return value
 
 
-class NotificationListQuery(ApiModel):
+class NotificationListQuery(QueryModel):
     unread: bool = Field(default=False, description="Only unread notifications.")
     limit: int = Field(default=service.DEFAULT_PAGE_LIMIT, ge=1, le=service.MAX_PAGE_LIMIT)
 
@@ -376,7 +382,7 @@ async def json_body(request: Request, model: type[M]) -> M:
 
 
 def query(request: Request, model: type[M]) -> M:
-    """Validate query parameters (the last value wins when one is repeated; unknown ones are ignored)."""
+    """Validate query parameters (the last value wins when one is repeated; unknown ones are 400)."""
     try:
         return model.model_validate(dict(request.query_params))
     except ValidationError as error:

@@ -393,6 +393,7 @@ def test_a_huge_chunked_json_body_is_413_without_reading_it_all(client: TestClie
         ({"status": "done"}, "status"),
         ({"search": "x" * 201}, "search"),
         ({"search": "nul\x00"}, "search"),
+        ({"stauts": "ready"}, "stauts"),
     ],
 )
 def test_list_parameters_out_of_range_are_400(client: TestClient, params: dict[str, Any], field: str) -> None:
