@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from itertools import chain
 
 from lora_core.validation.limits import ValidationLimits
-from lora_core.validation.report import IssueCollector
+from lora_core.validation.report import PendingIssues
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -43,7 +43,7 @@ class LineReader:
     `decompressed_too_large`, `not_text`) or is None. Exceptions raised by `chunks` itself propagate unchanged.
     """
 
-    def __init__(self, chunks: Iterable[bytes], limits: ValidationLimits, issues: IssueCollector) -> None:
+    def __init__(self, chunks: Iterable[bytes], limits: ValidationLimits, issues: PendingIssues) -> None:
         self._chunks = chunks
         self._limits = limits
         self._issues = issues

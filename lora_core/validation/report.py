@@ -115,11 +115,27 @@ class ValidationReport(BaseModel):
         return data
 
 
+class PendingIssues:
+    """Issues held back to be added later, in the order they came: the reader's, which the validator adds once
+    the lines read before them are merged."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        self.pending.append((args, kwargs))
+
+    def move_to(self, issues: IssueCollector) -> None:
+        for args, kwargs in self.pending:
+            issues.add(*args, **kwargs)
+        self.pending.clear()
+
+
 class IssueCollector:
     """Counts every issue but keeps in memory only file-level issues and the first line issues of each kind.
 
-    Lines are validated in order, so the kept line issues are already in line order; file-level issues (line None)
-    are listed first and never cut.
+    Issues must be added in line order (the validator merges its blocks of lines in order), so the kept line issues
+    are the first ones; file-level issues (line None) are listed first and never cut.
     """
 
     def __init__(self, keep: int = KEPT_LINE_ISSUES) -> None:
@@ -160,6 +176,10 @@ class IssueCollector:
                     offset=offset,
                 )
             )
+
+    def count_only(self, code: str, number: int) -> None:
+        """Count `number` line issues of `code` that are not listed (they come after the first `keep`)."""
+        (self.warning_counts if code in WARNING_CODES else self.error_counts)[code] += number
 
     @property
     def error_count(self) -> int:

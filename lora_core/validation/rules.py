@@ -50,14 +50,29 @@ def json_type(value: Any) -> str:
     return "an object"
 
 
-class RecordRules:
-    """Checks records of one file. Keeps what must span lines: the ids seen, for `duplicate_id`."""
+def duplicate_id(add: AddIssue, line: int, record_id: str, first: int) -> None:
+    """`duplicate_id` on `line`, whose id the file's `first` line already uses."""
+    add(
+        "duplicate_id",
+        line,
+        "id",
+        f"The id `{record_id}` is already used on line {first}.",
+        "Give every line its own id.",
+    )
 
-    def __init__(self, fmt: str, add: AddIssue) -> None:
+
+class RecordRules:
+    """Checks records one line at a time, knowing nothing of other lines.
+
+    `duplicate_id` needs every earlier line, so each id is handed to `note_id(line, id)` at the point where its
+    issue belongs, and whoever merges the lines in order decides (see `duplicate_id`).
+    """
+
+    def __init__(self, fmt: str, add: AddIssue, note_id: Callable[[int, str], None]) -> None:
         self.fmt = fmt
         self.check_scaffolding = fmt == "brightrun_lora_v4"
         self.add = add
-        self.first_line_of_id: dict[str, int] = {}
+        self.note_id = note_id
         # The raw line being checked, for `exact_number`; the validator sets it before each record.
         self.line_bytes = b""
 
@@ -165,15 +180,7 @@ class RecordRules:
         if type(record_id) is not str or not record_id:
             record_id = self.required_string(obj, line, "id")
         if record_id:
-            first = self.first_line_of_id.setdefault(record_id, line)
-            if first != line:
-                add(
-                    "duplicate_id",
-                    line,
-                    "id",
-                    f"The id `{record_id}` is already used on line {first}.",
-                    "Give every line its own id.",
-                )
+            self.note_id(line, record_id)
         conversation_id = obj.get("conversation_id")
         if type(conversation_id) is not str or not conversation_id:
             conversation_id = self.required_string(obj, line, "conversation_id") or None

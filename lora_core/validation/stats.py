@@ -2,23 +2,34 @@
 
 Memory grows with the number of distinct values, not the number of examples, wherever that is possible: token and
 turn counts are kept as value → count tallies (exact nearest-rank percentiles come from the tally), conversations as
-id → turns, and duplicate detection as a 64-bit hash → first line per example.
+id → turns, and duplicate detection as a 64-bit digest → first line per example.
+
+Examples are counted one block of lines at a time (`ExampleCounter` into a block's `ExampleTotals`), possibly in a
+worker process, and the blocks' totals are then merged in line order: every total is a sum, a maximum or the first
+few of something, so merging gives what one pass over the file gives. `duplicate_example` needs every earlier
+line, so a block only notes each example's digest, and the merge (`duplicate_example`) decides.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any
 
-from lora_core.validation.report import DatasetStats, Distribution, IssueCollector, MessagesPerRole
+from lora_core.validation.report import DatasetStats, Distribution, MessagesPerRole
 from lora_core.validation.tokens import TokenCounter
+
+if TYPE_CHECKING:
+    from lora_core.validation.blocks import BlockIssues
 
 # A training message: (role, content, weight or None, is_training_target).
 TrainingMessage = tuple[str, str, "int | None", bool]
+AddIssue = Callable[..., None]
 
 SAMPLE_COUNT = 3
 SAMPLE_CONTENT_CHARS = 2000
+# Roles as integers in the example digest: a tuple of ints hashes the same in every process (a str does not).
+_ROLE_CODES = {"system": 0, "user": 1, "assistant": 2}
 
 
 def distribution(tally: Counter[int]) -> Distribution:
@@ -53,13 +64,10 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return round(numerator / denominator, 2) if denominator else None
 
 
-class StatsAccumulator:
-    """Takes every example of the file's shape, in line order, and raises the dataset-wide warnings as it goes."""
+class ExampleTotals:
+    """What the statistics need of a run of examples; mergeable, so blocks can be counted apart (and pickled)."""
 
-    def __init__(self, context_limit: int, issues: IssueCollector) -> None:
-        self.context_limit = context_limit
-        self.issues = issues
-        self.count_tokens = TokenCounter()
+    def __init__(self) -> None:
         self.examples = 0
         self.training_pairs = 0
         self.total_tokens = 0
@@ -71,77 +79,27 @@ class StatsAccumulator:
         self.conversation_turns: dict[Hashable, int] = {}
         # `messages` lines are one conversation each: their turn counts are tallied, not keyed.
         self.line_turns_tally: Counter[int] = Counter()
-        self._first_line_of_example: dict[int, int] = {}
         self.samples: list[dict[str, Any]] = []
 
-    def add_example(
-        self,
-        line: int,
-        messages: list[TrainingMessage],
-        conversation_key: Hashable | None,
-        turns: int,
-    ) -> None:
-        """Count one example. `conversation_key` None means the line is a conversation of its own (`messages`)."""
-        self.examples += 1
-        known = self.count_tokens.known.get
-        count_new = self.count_tokens.count_new
-        role_counts = self.role_counts
-        tokens = 0
-        for role, content, _weight, is_target in messages:
-            message_tokens = known(content)
-            if message_tokens is None:
-                message_tokens = count_new(content)
-            tokens += message_tokens
-            role_counts[role] += 1
-            if is_target:
-                self.training_pairs += 1
-                self.target_tokens += message_tokens
-        self.total_tokens += tokens
-        tally = self.tokens_tally
-        tally[tokens] = tally.get(tokens, 0) + 1  # Counter's += calls a Python-level __missing__ for new keys
-
-        if conversation_key is None:
-            self.line_turns_tally[turns] = self.line_turns_tally.get(turns, 0) + 1
-        elif turns > self.conversation_turns.get(conversation_key, -1):
-            self.conversation_turns[conversation_key] = turns
-
-        if tokens > self.context_limit:
-            self.over_context_limit += 1
-            self.issues.add(
-                "over_context_limit",
-                line,
-                None,
-                f"This example has about {tokens:,} tokens, more than the context limit of {self.context_limit:,}; "
-                "the trainer will cut off its end, usually the assistant answer it should learn from.",
-                "Shorten the history or the system prompt, split the conversation into shorter examples, or train "
-                "with a longer maximum sequence length.",
-            )
-
-        # An example with no training message has nothing to duplicate; a 64-bit hash of the messages (str caches
-        # its hash, already computed by the token memo) keeps memory per example bounded. Two different examples
-        # share a hash with probability ~n²/2^64 (3e-8 for a million examples), and the cost is a warning.
-        if messages:
-            first = self._first_line_of_example.setdefault(hash(tuple(messages)), line)
-            if first != line:
-                self.issues.add(
-                    "duplicate_example",
-                    line,
-                    None,
-                    f"This example's training messages are identical to line {first}'s; duplicates make the model "
-                    "overfit to them.",
-                    f"Remove this line or line {first}, unless you mean to weight this example double.",
-                )
-
+    def merge(self, later: ExampleTotals) -> None:
+        """Add the totals of the examples that follow these ones in the file."""
+        self.examples += later.examples
+        self.training_pairs += later.training_pairs
+        self.total_tokens += later.total_tokens
+        self.target_tokens += later.target_tokens
+        self.over_context_limit += later.over_context_limit
+        for role, count in later.role_counts.items():
+            self.role_counts[role] += count
+        self.tokens_tally.update(later.tokens_tally)
+        turns_of = self.conversation_turns
+        for key, turns in later.conversation_turns.items():
+            if turns > turns_of.get(key, -1):
+                turns_of[key] = turns
+        self.line_turns_tally.update(later.line_turns_tally)
         if len(self.samples) < SAMPLE_COUNT:
-            sample_messages = []
-            for role, content, weight, _is_target in messages:
-                message: dict[str, Any] = {"role": role, "content": content[:SAMPLE_CONTENT_CHARS]}
-                if weight is not None:
-                    message["weight"] = weight
-                sample_messages.append(message)
-            self.samples.append({"line": line, "messages": sample_messages})
+            self.samples.extend(later.samples[: SAMPLE_COUNT - len(self.samples)])
 
-    def build(self) -> DatasetStats:
+    def build(self, context_limit: int) -> DatasetStats:
         turns_tally = Counter(self.conversation_turns.values()) + self.line_turns_tally
         conversations = len(self.conversation_turns) + sum(self.line_turns_tally.values())
         total_turns = sum(self.conversation_turns.values()) + sum(v * n for v, n in self.line_turns_tally.items())
@@ -162,5 +120,93 @@ class StatsAccumulator:
                 assistant=self.role_counts["assistant"],
             ),
             over_context_limit=self.over_context_limit,
-            context_limit=self.context_limit,
+            context_limit=context_limit,
         )
+
+
+class ExampleCounter:
+    """Takes every example of a block of lines, in line order, into `totals`; raises `over_context_limit`, and notes
+    each example's digest in `issues` for the merge to raise `duplicate_example`."""
+
+    def __init__(
+        self, count_tokens: TokenCounter, context_limit: int, issues: BlockIssues, totals: ExampleTotals
+    ) -> None:
+        self.count_tokens = count_tokens
+        self.context_limit = context_limit
+        self.issues = issues
+        self.totals = totals
+
+    def add_example(
+        self,
+        line: int,
+        messages: list[TrainingMessage],
+        conversation_key: Hashable | None,
+        turns: int,
+    ) -> None:
+        """Count one example. `conversation_key` None means the line is a conversation of its own (`messages`)."""
+        totals = self.totals
+        totals.examples += 1
+        known = self.count_tokens.known.get
+        count_new = self.count_tokens.count_new
+        role_counts = totals.role_counts
+        role_codes = _ROLE_CODES
+        tokens = 0
+        digest_parts: list[int] = []
+        for role, content, weight, is_target in messages:
+            found = known(content)
+            if found is None:
+                found = count_new(content)
+            message_tokens, content_digest = found
+            tokens += message_tokens
+            role_counts[role] += 1
+            # hash(None) is not the same in every process in Python 3.11: no weight is -1.
+            digest_parts += (role_codes[role], content_digest, -1 if weight is None else weight, is_target)
+            if is_target:
+                totals.training_pairs += 1
+                totals.target_tokens += message_tokens
+        totals.total_tokens += tokens
+        tally = totals.tokens_tally
+        tally[tokens] = tally.get(tokens, 0) + 1  # Counter's += calls a Python-level __missing__ for new keys
+
+        if conversation_key is None:
+            totals.line_turns_tally[turns] = totals.line_turns_tally.get(turns, 0) + 1
+        elif turns > totals.conversation_turns.get(conversation_key, -1):
+            totals.conversation_turns[conversation_key] = turns
+
+        if tokens > self.context_limit:
+            totals.over_context_limit += 1
+            self.issues.add(
+                "over_context_limit",
+                line,
+                None,
+                f"This example has about {tokens:,} tokens, more than the context limit of {self.context_limit:,}; "
+                "the trainer will cut off its end, usually the assistant answer it should learn from.",
+                "Shorten the history or the system prompt, split the conversation into shorter examples, or train "
+                "with a longer maximum sequence length.",
+            )
+
+        # An example with no training message has nothing to duplicate. A 64-bit hash of the messages' digests
+        # (ints hash alike in every process) keeps memory per example bounded. Two different examples share it with
+        # probability ~n²/2^64 (3e-8 for a million examples), and the cost is a warning.
+        if messages:
+            self.issues.note_example(line, hash(tuple(digest_parts)))
+
+        if len(totals.samples) < SAMPLE_COUNT:
+            sample_messages = []
+            for role, content, weight, _is_target in messages:
+                message: dict[str, Any] = {"role": role, "content": content[:SAMPLE_CONTENT_CHARS]}
+                if weight is not None:
+                    message["weight"] = weight
+                sample_messages.append(message)
+            totals.samples.append({"line": line, "messages": sample_messages})
+
+
+def duplicate_example(add: AddIssue, line: int, first: int) -> None:
+    """`duplicate_example` on `line`, whose training messages equal those of the file's `first` line."""
+    add(
+        "duplicate_example",
+        line,
+        None,
+        f"This example's training messages are identical to line {first}'s; duplicates make the model overfit to them.",
+        f"Remove this line or line {first}, unless you mean to weight this example double.",
+    )

@@ -1,42 +1,45 @@
-"""The line loop: lines → JSON → header/shape → record rules → statistics → report, in one streaming pass."""
+"""One streaming pass: bytes → lines (reader.py) → blocks of lines, checked in order in this process or, for a
+large input, in worker processes (blocks.py, parallel.py) → merged in line order with what spans lines → report.
+"""
 
 from __future__ import annotations
 
-import json
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from lora_core.validation.limits import ValidationLimits
+from lora_core.validation.blocks import (
+    COUNT_NOTE,
+    DEFAULT_FORMAT,
+    EXAMPLE_NOTE,
+    FORMAT_SHAPES,
+    ID_NOTE,
+    BlockChecker,
+    BlockResult,
+    size_words,
+)
+from lora_core.validation.limits import MIB, ValidationLimits
+from lora_core.validation.parallel import BlockPool
 from lora_core.validation.reader import LineReader
-from lora_core.validation.report import DatasetStats, IssueCollector, ValidationReport
-from lora_core.validation.rules import RecordRules, json_type
-from lora_core.validation.stats import StatsAccumulator
+from lora_core.validation.report import DatasetStats, IssueCollector, PendingIssues, ValidationReport
+from lora_core.validation.rules import duplicate_id
+from lora_core.validation.stats import ExampleTotals, duplicate_example
 
-DEFAULT_FORMAT = "brightrun_lora_v4"
-# The shapes each format accepts (FORMAT.md "Formats and line shapes"); the keys are settings.DATASET_FORMATS.
-FORMAT_SHAPES: dict[str, tuple[str, ...]] = {
-    "brightrun_lora_v4": ("pair", "conversation"),
-    "brightrun_lora_v3": ("pair", "conversation"),
-    "openai_chat": ("messages",),
-}
-# The format to suggest for a line of a shape the chosen format does not accept.
-SHAPE_FORMAT = {"pair": "brightrun_lora_v4", "conversation": "brightrun_lora_v4", "messages": "openai_chat"}
-SHAPE_WORDS = {
-    "pair": "a BrightRun training pair (`target_response`, `current_user_input`, …)",
-    "conversation": "a conversation with `turns`",
-    "messages": "OpenAI chat (`messages`)",
-}
-PAIR_KEYS = frozenset({"target_response", "current_user_input", "conversation_history", "turn_number", "system_prompt"})
+__all__ = ["DEFAULT_FORMAT", "FORMAT_SHAPES", "file_too_large_report", "validate_file", "validate_stream"]
+
 READ_BLOCK_BYTES = 1024 * 1024
 DEFAULT_LIMITS = ValidationLimits()  # frozen, so one shared default is safe
 FEW_EXAMPLES_BELOW = 10
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
+# Lines are checked in blocks of about this many bytes (or this many lines, for files of tiny or blank lines): big
+# enough that sending a block to a worker costs little next to checking it, small enough that the blocks in flight
+# (two per worker) hold little memory.
+BLOCK_BYTES = 2 * MIB
+BLOCK_LINES = 20_000
+# Worker processes take a fraction of a second to start: below this many bytes of lines, everything stays here.
+PARALLEL_FROM_BYTES = 32 * MIB
 
 
 def _check_format(fmt: str) -> None:
@@ -53,7 +56,7 @@ def validate_stream(
     here: callers that know it check it first and use `file_too_large_report` (as `validate_file` does).
     """
     _check_format(fmt)
-    return _Validation(fmt, limits).run(chunks)
+    return run_validation(chunks, fmt, limits)[0]
 
 
 def _read_blocks(handle: Any) -> Iterator[bytes]:
@@ -84,248 +87,211 @@ def file_too_large_report(size: int, fmt: str, limits: ValidationLimits) -> Vali
         "file_too_large",
         None,
         None,
-        f"The file is {_size_words(size)}, more than the upload limit of {_size_words(limits.max_upload_bytes)}; "
+        f"The file is {size_words(size)}, more than the upload limit of {size_words(limits.max_upload_bytes)}; "
         "it was not checked.",
         "Split the dataset into smaller files, compress it with gzip, or ask an administrator to raise the limit.",
     )
     return issues.build_report(fmt, None, DatasetStats(context_limit=limits.context_limit), [])
 
 
-def _size_words(size: int) -> str:
-    if size >= 1024 * 1024:
-        return f"{size / (1024 * 1024):,.1f} MiB"
-    return f"{size:,} bytes"
+@dataclass
+class RunInfo:
+    """How a validation ran, for the benchmark: worker processes used, and each one's peak RSS (KiB, by pid)."""
+
+    workers: int = 0
+    worker_peak_rss_kib: dict[int, int] = field(default_factory=dict)
+
+
+def run_validation(
+    chunks: Iterable[bytes],
+    fmt: str = DEFAULT_FORMAT,
+    limits: ValidationLimits = DEFAULT_LIMITS,
+    *,
+    block_bytes: int = BLOCK_BYTES,
+    block_lines: int = BLOCK_LINES,
+    parallel_from_bytes: int = PARALLEL_FROM_BYTES,
+) -> tuple[ValidationReport, RunInfo]:
+    """`validate_stream`, with the block size and the pool's threshold exposed (tests use tiny blocks to prove the
+    merge exact) and how it ran."""
+    _check_format(fmt)
+    run = _Validation(fmt, limits, block_bytes, block_lines, parallel_from_bytes)
+    return run.run(chunks), run.info
 
 
 class _Validation:
-    """State of one validation run."""
+    """The cross-line stage of one validation: reads lines, hands out blocks, merges their results in line order.
 
-    def __init__(self, fmt: str, limits: ValidationLimits) -> None:
+    The merge owns everything that depends on earlier lines: the file's shape (a block checked before the shape
+    was known is re-checked here when its findings would differ), `duplicate_id`, `duplicate_example`, the totals,
+    the samples and the cap on listed issues.
+    """
+
+    def __init__(
+        self, fmt: str, limits: ValidationLimits, block_bytes: int, block_lines: int, parallel_from_bytes: int
+    ) -> None:
         self.fmt = fmt
         self.limits = limits
-        self.accepted = FORMAT_SHAPES[fmt]
+        self.block_bytes = block_bytes
+        self.block_lines = block_lines
+        self.parallel_from_bytes = parallel_from_bytes
+        self.workers = limits.workers if limits.workers > 1 else 0
+        self.info = RunInfo()
         self.issues = IssueCollector()
-        self.stats = StatsAccumulator(limits.context_limit, self.issues)
-        self.rules = RecordRules(fmt, self.issues.add)
+        self.totals = ExampleTotals()
+        self.checker = BlockChecker(fmt, limits)
+        self.first_line_of_id: dict[str, int] = {}
+        self.first_line_of_example: dict[int, int] = {}
         self.shape: str | None = None
         self.shape_line = 0
         self.record_lines = 0
         self.has_header = False
+        self.lines_bytes = 0
+        self.pool: BlockPool | None = None
+        # Blocks handed to workers, oldest first, with what it takes to check them again here.
+        self.in_flight: deque[tuple[Future[BlockResult], list[bytes | None], int | None]] = deque()
 
     def run(self, chunks: Iterable[bytes]) -> ValidationReport:
-        add = self.issues.add
-        reader = LineReader(chunks, self.limits, self.issues)
-        loads = orjson.loads
-        decode_error = orjson.JSONDecodeError
+        reader_issues = PendingIssues()
+        reader = LineReader(chunks, self.limits, reader_issues)
+        block_bytes = self.block_bytes
+        block_lines = self.block_lines
         first_nonblank: int | None = None
         array_file = False
-        for number, line in reader:
-            if line is None:
-                self.record_lines += 1
-                first_nonblank = first_nonblank or number
-                add(
-                    "line_too_long",
-                    number,
-                    None,
-                    f"This line is longer than {_size_words(self.limits.line_limit_bytes)}, the longest line "
-                    "allowed; it was skipped.",
-                    "Shorten the example (split a long conversation into several lines), or check that the file "
-                    "really has one JSON object per line.",
-                )
-                continue
-            if line[:1] != b"{" and not line.strip(b" \t\r"):
-                add(
-                    "blank_line",
-                    number,
-                    None,
-                    "This line is blank; it was skipped.",
-                    "Remove empty lines: some training tools stop at the first one.",
-                )
-                continue
-            if first_nonblank is None:
-                first_nonblank = number
-                if line.lstrip(b" \t\r")[:1] == b"[":
-                    array_file = True
-                    # FORMAT.md places it on line 1 whatever blank lines precede it: it is about the whole file.
-                    add(
-                        "json_array_file",
-                        1,
-                        None,
-                        "This looks like a JSON array; a dataset must be JSON Lines: one object per line.",
-                        "Convert to JSON Lines, one object per line, e.g. `jq -c '.[]' data.json > data.jsonl`.",
-                    )
-                    break
-            try:
-                record = loads(line)
-            except decode_error as exc:
-                record = self._unparseable(number, line, exc)
-                if record is None:
-                    self.record_lines += 1
-                    continue
-            if type(record) is not dict:
-                self.record_lines += 1
-                add(
-                    "not_an_object",
-                    number,
-                    None,
-                    f"This line is {json_type(record)}, not a JSON object.",
-                    'Write each example as one JSON object, e.g. {"messages": [...]} or {"turns": [...]}.',
-                )
-                continue
-            if "_meta" in record and self._meta(number, record, number == first_nonblank):
-                continue
-            self.record_lines += 1
-            self.rules.line_bytes = line
-            self._record(number, record)
+        block: list[bytes | None] = []
+        size = 0
+        first_number = 1
+        try:
+            for number, line in reader:
+                if reader_issues.pending:
+                    # The reader found something between lines: it goes after the lines before it.
+                    if block:
+                        self._dispatch(first_number, block, first_nonblank, size)
+                        block, size = [], 0
+                    self._drain()
+                    reader_issues.move_to(self.issues)
+                if not block:
+                    first_number = number
+                if first_nonblank is None:
+                    if line is None:
+                        first_nonblank = number
+                    elif line[:1] == b"{" or line.strip(b" \t\r"):
+                        first_nonblank = number
+                        if line.lstrip(b" \t\r")[:1] == b"[":
+                            array_file = True
+                            break
+                block.append(line)
+                if line is not None:
+                    size += len(line)
+                if size >= block_bytes or len(block) >= block_lines:
+                    self._dispatch(first_number, block, first_nonblank, size)
+                    block, size = [], 0
+            if block:
+                self._dispatch(first_number, block, first_nonblank, size)
+            self._drain()
+        finally:
+            if self.pool is not None:
+                self.pool.close()
+        if array_file:
+            # FORMAT.md places it on line 1 whatever blank lines precede it: it is about the whole file.
+            self.issues.add(
+                "json_array_file",
+                1,
+                None,
+                "This looks like a JSON array; a dataset must be JSON Lines: one object per line.",
+                "Convert to JSON Lines, one object per line, e.g. `jq -c '.[]' data.json > data.jsonl`.",
+            )
+        reader_issues.move_to(self.issues)
 
         if reader.stop_code != "not_text" and not array_file:
             self._file_level(reader.stop_code is not None)
-        return self.issues.build_report(self.fmt, self.shape, self.stats.build(), self.stats.samples)
+        stats = self.totals.build(self.limits.context_limit)
+        return self.issues.build_report(self.fmt, self.shape, stats, self.totals.samples)
 
-    def _unparseable(self, number: int, line: bytes, exc: orjson.JSONDecodeError) -> Any:
-        """Tell invalid UTF-8 (byte offset) from a lone surrogate from bad JSON (character column).
+    # -- blocks --------------------------------------------------------------------------------------------------
 
-        Returns the parsed value instead when the line is valid JSON that orjson refuses: a number too large for a
-        double (1e400), which the standard library reads as infinity (then `out_of_range` or `wrong_type`).
+    def _dispatch(self, first_number: int, block: list[bytes | None], first_nonblank: int | None, size: int) -> None:
+        """Check a block here, or hand it to a worker once the input has proved large."""
+        self.lines_bytes += size
+        if self.pool is None and self.workers and self.lines_bytes > self.parallel_from_bytes:
+            self.pool = BlockPool(self.workers, self.fmt, self.limits)
+            self.info.workers = self.workers
+        hint = (self.shape, self.shape_line)
+        if self.pool is None:
+            self._merge(self.checker.check(first_number, block, first_nonblank, hint), block, first_nonblank)
+            return
+        # Two blocks per worker: one being checked, one waiting, so no worker idles while results are merged.
+        while len(self.in_flight) >= 2 * self.workers:
+            self._merge_oldest()
+        self.in_flight.append((self.pool.submit(first_number, block, first_nonblank, hint), block, first_nonblank))
+
+    def _merge_oldest(self) -> None:
+        future, block, first_nonblank = self.in_flight.popleft()
+        self._merge(future.result(), block, first_nonblank)
+
+    def _drain(self) -> None:
+        while self.in_flight:
+            self._merge_oldest()
+
+    def _holds(self, result: BlockResult) -> bool:
+        """Whether the block's findings are those of a single pass, given the shape the earlier blocks fixed.
+
+        A block checked without knowing the shape (its hint (None, 0)) while an earlier block, still in flight,
+        fixed it, differs only if it fixed another shape (a single pass says `mixed_shapes` there), named its own
+        line in `mixed_shapes`, or checked a bare-`conversation_id` line as a conversation before its first shape.
         """
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError as bad:
-            self.issues.add(
-                "invalid_utf8",
-                number,
-                None,
-                f"This line has bytes that are not valid UTF-8 text (at byte {bad.start} of the line).",
-                "Save the file as UTF-8; a file saved as Latin-1 or Windows-1252 breaks on accented letters.",
-                offset=bad.start,
-            )
-            return None
-        column = exc.pos + 1  # orjson's pos counts characters of the decoded line, from 0
-        if "surrogate" in exc.msg:
-            self.issues.add(
-                "invalid_unicode",
-                number,
-                None,
-                f"This line has a lone surrogate escape (such as \\ud800) near character {column}: half of a "
-                "character, which is not valid Unicode.",
-                "Fix the text that produced it (often an emoji cut in half) or remove the escape.",
-                column=column,
-            )
-            return None
-        if "infinity" in exc.msg:
-            try:
-                return json.loads(line, parse_constant=_refuse_constant)
-            except ValueError:
-                pass  # also not JSON to the standard library: report orjson's finding
-        self.issues.add(
-            "invalid_json",
-            number,
-            None,
-            f"This line is not valid JSON: {exc.msg} at character {column}.",
-            "Fix the JSON near that character: NaN and Infinity are not JSON (use null), strings need double "
-            "quotes, and each example must be complete on its own line.",
-            column=column,
-        )
-        return None
-
-    def _meta(self, number: int, record: dict[str, Any], first_nonblank: bool) -> bool:
-        """Header or misplaced `_meta`; True when the line needs nothing more (a header, or `_meta` alone)."""
-        alone = len(record) == 1
-        if alone and first_nonblank and self.fmt != "openai_chat":
-            self.has_header = True
-            if type(record["_meta"]) is not dict:
-                self.rules.wrong_type(number, "_meta", record["_meta"], "an object")
+        if result.hint == (self.shape, self.shape_line):
             return True
-        if self.fmt == "openai_chat":
-            why = "The OpenAI chat format has no `_meta` header."
-        elif alone:
-            why = "A `_meta` header is only allowed as the first line of the file."
-        else:
-            why = "A `_meta` header must be a line of its own, holding only `_meta`."
-        self.issues.add(
-            "misplaced_meta",
-            number,
-            "_meta",
-            why,
-            "Remove `_meta` from this line (it is not training data)."
-            if self.fmt == "openai_chat" or not alone
-            else "Move the `_meta` line to the top of the file, or remove it.",
+        return (
+            not result.mixed
+            and (result.first_fix is None or result.first_fix[0] == self.shape)
+            and (not result.cid_before_fix or self.shape == self.checker.bare_id_shape)
         )
-        if alone:
-            self.record_lines += 1
-            return True
-        return False
 
-    def _record(self, number: int, record: dict[str, Any]) -> None:
-        """Shape detection and the record rules of that shape."""
-        fixes_shape = True
-        if "messages" in record:
-            shape = "messages"
-        elif "turns" in record:
-            shape = "conversation"
-        elif not PAIR_KEYS.isdisjoint(record):
-            shape = "pair"
-        elif "conversation_id" in record:
-            # Checked as the file's shape when fixed, else as a conversation (as `messages` in openai_chat, whose
-            # only shape it is), and never fixes the shape: a bare conversation_id says too little.
-            fixes_shape = False
-            shape = self.shape or ("conversation" if "conversation" in self.accepted else self.accepted[0])
-        else:
-            self._unknown_shape(number, record)
-            return
+    def _merge(self, result: BlockResult, block: list[bytes | None], first_nonblank: int | None) -> None:
+        """Take a block's result into the file's, in line order; the cross-line rules are decided here."""
+        if result.worker is not None:
+            pid, peak = result.worker
+            peaks = self.info.worker_peak_rss_kib
+            peaks[pid] = max(peaks.get(pid, 0), peak)
+        if not self._holds(result):
+            result = self.checker.check(result.first_number, block, first_nonblank, (self.shape, self.shape_line))
+        if self.shape is None and result.first_fix is not None:
+            self.shape, self.shape_line = result.first_fix
+        self.record_lines += result.record_lines
+        self.has_header = self.has_header or result.has_header
+        self.totals.merge(result.totals)
 
-        if shape not in self.accepted:
-            self.issues.add(
-                "wrong_format",
-                number,
-                None,
-                f"This line is {SHAPE_WORDS[shape]}, which the format `{self.fmt}` does not accept.",
-                f"This line is {SHAPE_WORDS[shape].split(' (')[0]}; choose the format `{SHAPE_FORMAT[shape]}`"
-                + (" (or `brightrun_lora_v3`)." if SHAPE_FORMAT[shape] == "brightrun_lora_v4" else "."),
-            )
-            return
-        if self.shape is None:
-            if fixes_shape:
-                self.shape = shape
-                self.shape_line = number
-        elif shape != self.shape:
-            self.issues.add(
-                "mixed_shapes",
-                number,
-                None,
-                f"This line is {SHAPE_WORDS[shape]}, but line {self.shape_line} made this a file of "
-                f"{SHAPE_WORDS[self.shape]}; one file must use one shape.",
-                "Convert every line to the same shape, or split the file in two.",
-            )
-            return
+        issues = self.issues
+        add = issues.add
+        first_line_of_id = self.first_line_of_id
+        first_line_of_example = self.first_line_of_example
+        for entry in result.stream:
+            kind = entry[0]
+            if type(kind) is str:
+                code, line, field_path, message, suggestion, column, offset = entry
+                add(code, line, field_path, message, suggestion, column=column, offset=offset)
+            elif kind == EXAMPLE_NOTE:
+                _kind, line, digest = entry
+                first = first_line_of_example.setdefault(digest, line)
+                if first != line:
+                    duplicate_example(add, line, first)
+            elif kind == ID_NOTE:
+                _kind, line, record_id = entry
+                first = first_line_of_id.setdefault(record_id, line)
+                if first != line:
+                    duplicate_id(add, line, record_id, first)
+            elif kind == COUNT_NOTE:
+                issues.count_only(entry[1], 1)
+        for code, number in result.dropped.items():
+            if number:
+                issues.count_only(code, number)
 
-        if shape == "pair":
-            messages, conversation_id, turns = self.rules.check_pair(record, number)
-            self.stats.add_example(number, messages, conversation_id or ("line", number), turns)
-        elif shape == "conversation":
-            messages, conversation_id, turns = self.rules.check_conversation(record, number)
-            self.stats.add_example(number, messages, conversation_id or ("line", number), turns)
-        else:
-            messages, turns = self.rules.check_messages(record, number)
-            self.stats.add_example(number, messages, None, turns)
-
-    def _unknown_shape(self, number: int, record: dict[str, Any]) -> None:
-        keys = list(record)
-        shown = ", ".join(f"`{key}`" for key in keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
-        expected = " or ".join(SHAPE_WORDS[shape] for shape in self.accepted)
-        self.issues.add(
-            "unknown_shape",
-            number,
-            None,
-            f"This line has the keys {shown or '(none)'}, which match no known example shape; "
-            f"the format `{self.fmt}` expects {expected}.",
-            "Rename the keys to one of the expected shapes, or choose the format that matches the file.",
-        )
+    # -- the whole file ------------------------------------------------------------------------------------------
 
     def _file_level(self, broken: bool) -> None:
         """Rules about the whole file, once every line is read. After a break, `file_empty` is not added."""
         add = self.issues.add
-        pairs = self.stats.training_pairs
+        pairs = self.totals.training_pairs
         if self.record_lines == 0:
             if not broken:
                 add(

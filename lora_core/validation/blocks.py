@@ -1,0 +1,345 @@
+"""The per-line stage: a block of consecutive lines → JSON → header/shape → record rules → block result.
+
+Everything here depends on one line at a time, plus the file's shape, which the caller passes in as a hint (the
+shape fixed before the block, as far as it knew). What needs every earlier line (`duplicate_id`,
+`duplicate_example`, the cap on listed issues, the totals) is left to the merge in validator.py, which takes the
+blocks in line order. Blocks can therefore be checked in worker processes (parallel.py) and the merged report is
+the one a single pass gives; the in-process path runs the very same code, one block after another.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from lora_core.validation.limits import ValidationLimits
+from lora_core.validation.report import KEPT_LINE_ISSUES, WARNING_CODES
+from lora_core.validation.rules import RecordRules, json_type
+from lora_core.validation.stats import ExampleCounter, ExampleTotals
+from lora_core.validation.tokens import TokenCounter
+
+DEFAULT_FORMAT = "brightrun_lora_v4"
+# The shapes each format accepts (FORMAT.md "Formats and line shapes"); the keys are settings.DATASET_FORMATS.
+FORMAT_SHAPES: dict[str, tuple[str, ...]] = {
+    "brightrun_lora_v4": ("pair", "conversation"),
+    "brightrun_lora_v3": ("pair", "conversation"),
+    "openai_chat": ("messages",),
+}
+# The format to suggest for a line of a shape the chosen format does not accept.
+SHAPE_FORMAT = {"pair": "brightrun_lora_v4", "conversation": "brightrun_lora_v4", "messages": "openai_chat"}
+SHAPE_WORDS = {
+    "pair": "a BrightRun training pair (`target_response`, `current_user_input`, …)",
+    "conversation": "a conversation with `turns`",
+    "messages": "OpenAI chat (`messages`)",
+}
+PAIR_KEYS = frozenset({"target_response", "current_user_input", "conversation_history", "turn_number", "system_prompt"})
+
+# Notes in a block's issue stream, beside the issues themselves (tuples that start with their code, a str).
+ID_NOTE = 0  # (ID_NOTE, line, id): a pair's id, for `duplicate_id`
+EXAMPLE_NOTE = 1  # (EXAMPLE_NOTE, line, digest): an example's training messages, for `duplicate_example`
+COUNT_NOTE = 2  # (COUNT_NOTE, code): the first issue of `code` in the block that was counted, not listed
+
+# A shape hint: (shape, line that fixed it), or (None, 0) when no line has fixed the shape yet.
+ShapeHint = tuple["str | None", int]
+
+
+def size_words(size: int) -> str:
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):,.1f} MiB"
+    return f"{size:,} bytes"
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+class BlockIssues:
+    """A block's issues and notes, in the order a single pass would add them.
+
+    Only the first `keep` issues of each kind (errors, warnings) are listed: the report lists the first `keep` line
+    issues of the file, and a block's later ones come after at least `keep` others. The rest are counted in
+    `dropped`, after a COUNT_NOTE at the first of each code, so that the counts keep the order codes first appear in.
+    """
+
+    def __init__(self, keep: int = KEPT_LINE_ISSUES) -> None:
+        self.stream: list[tuple[Any, ...]] = []
+        self.dropped: dict[str, int] = {}
+        self._room = {False: keep, True: keep}  # is a warning → how many more can be listed
+
+    def add(
+        self,
+        code: str,
+        line: int | None,
+        field: str | None,
+        message: str,
+        suggestion: str,
+        *,
+        column: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        warning = code in WARNING_CODES
+        room = self._room[warning]
+        if room:
+            self._room[warning] = room - 1
+            self.stream.append((code, line, field, message, suggestion, column, offset))
+        elif code in self.dropped:
+            self.dropped[code] += 1
+        else:
+            self.dropped[code] = 0
+            self.stream.append((COUNT_NOTE, code))
+
+    def note_id(self, line: int, record_id: str) -> None:
+        self.stream.append((ID_NOTE, line, record_id))
+
+    def note_example(self, line: int, digest: int) -> None:
+        self.stream.append((EXAMPLE_NOTE, line, digest))
+
+
+@dataclass(slots=True)
+class BlockResult:
+    """What the merge needs of one checked block; small, since it travels back from a worker process.
+
+    `hint` is the shape the block was checked against. When it was (None, 0), the block fixes its own shape
+    (`first_fix`), and `cid_before_fix` and `mixed` tell the merge whether the block's findings still hold when an
+    earlier block turns out to have fixed the shape first (see `_Validation._holds` in validator.py).
+    """
+
+    first_number: int
+    hint: ShapeHint
+    stream: list[tuple[Any, ...]]
+    dropped: dict[str, int]
+    totals: ExampleTotals
+    record_lines: int = 0
+    has_header: bool = False
+    first_fix: ShapeHint | None = None
+    cid_before_fix: bool = False
+    mixed: bool = False
+    # (pid, peak RSS in KiB) of the worker process that checked the block; None when checked in-process.
+    worker: tuple[int, int] | None = field(default=None)
+
+
+class BlockChecker:
+    """Checks blocks of lines of one file; keeps only a token memo from one block to the next."""
+
+    def __init__(self, fmt: str, limits: ValidationLimits) -> None:
+        self.fmt = fmt
+        self.limits = limits
+        self.accepted = FORMAT_SHAPES[fmt]
+        # A line whose only known key is `conversation_id`, before any line fixed the shape: checked as a
+        # conversation (as `messages` in openai_chat, whose only shape it is).
+        self.bare_id_shape = "conversation" if "conversation" in self.accepted else self.accepted[0]
+        self.count_tokens = TokenCounter()
+
+    def check(
+        self, first_number: int, lines: list[bytes | None], first_nonblank: int | None, hint: ShapeHint
+    ) -> BlockResult:
+        """Check `lines`, numbered from `first_number` (None for a line over the line limit).
+
+        `first_nonblank` is the file's first non-blank line (a `_meta` header is allowed there); the caller has
+        already handled a first line that opens a JSON array.
+        """
+        issues = BlockIssues()
+        result = BlockResult(first_number, hint, issues.stream, issues.dropped, ExampleTotals())
+        self.result = result
+        self.issues = issues
+        self.rules = RecordRules(self.fmt, issues.add, issues.note_id)
+        self.examples = ExampleCounter(self.count_tokens, self.limits.context_limit, issues, result.totals)
+        self.shape, self.shape_line = hint
+        add = issues.add
+        loads = orjson.loads
+        decode_error = orjson.JSONDecodeError
+        number = first_number - 1
+        for line in lines:
+            number += 1
+            if line is None:
+                result.record_lines += 1
+                add(
+                    "line_too_long",
+                    number,
+                    None,
+                    f"This line is longer than {size_words(self.limits.line_limit_bytes)}, the longest line "
+                    "allowed; it was skipped.",
+                    "Shorten the example (split a long conversation into several lines), or check that the file "
+                    "really has one JSON object per line.",
+                )
+                continue
+            if line[:1] != b"{" and not line.strip(b" \t\r"):
+                add(
+                    "blank_line",
+                    number,
+                    None,
+                    "This line is blank; it was skipped.",
+                    "Remove empty lines: some training tools stop at the first one.",
+                )
+                continue
+            try:
+                record = loads(line)
+            except decode_error as exc:
+                record = self._unparseable(number, line, exc)
+                if record is None:
+                    result.record_lines += 1
+                    continue
+            if type(record) is not dict:
+                result.record_lines += 1
+                add(
+                    "not_an_object",
+                    number,
+                    None,
+                    f"This line is {json_type(record)}, not a JSON object.",
+                    'Write each example as one JSON object, e.g. {"messages": [...]} or {"turns": [...]}.',
+                )
+                continue
+            if "_meta" in record and self._meta(number, record, number == first_nonblank):
+                continue
+            result.record_lines += 1
+            self.rules.line_bytes = line
+            self._record(number, record)
+        return result
+
+    def _unparseable(self, number: int, line: bytes, exc: orjson.JSONDecodeError) -> Any:
+        """Tell invalid UTF-8 (byte offset) from a lone surrogate from bad JSON (character column).
+
+        Returns the parsed value instead when the line is valid JSON that orjson refuses: a number too large for a
+        double (1e400), which the standard library reads as infinity (then `out_of_range` or `wrong_type`).
+        """
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            self.issues.add(
+                "invalid_utf8",
+                number,
+                None,
+                f"This line has bytes that are not valid UTF-8 text (at byte {bad.start} of the line).",
+                "Save the file as UTF-8; a file saved as Latin-1 or Windows-1252 breaks on accented letters.",
+                offset=bad.start,
+            )
+            return None
+        column = exc.pos + 1  # orjson's pos counts characters of the decoded line, from 0
+        if "surrogate" in exc.msg:
+            self.issues.add(
+                "invalid_unicode",
+                number,
+                None,
+                f"This line has a lone surrogate escape (such as \\ud800) near character {column}: half of a "
+                "character, which is not valid Unicode.",
+                "Fix the text that produced it (often an emoji cut in half) or remove the escape.",
+                column=column,
+            )
+            return None
+        if "infinity" in exc.msg:
+            try:
+                return json.loads(line, parse_constant=_refuse_constant)
+            except ValueError:
+                pass  # also not JSON to the standard library: report orjson's finding
+        self.issues.add(
+            "invalid_json",
+            number,
+            None,
+            f"This line is not valid JSON: {exc.msg} at character {column}.",
+            "Fix the JSON near that character: NaN and Infinity are not JSON (use null), strings need double "
+            "quotes, and each example must be complete on its own line.",
+            column=column,
+        )
+        return None
+
+    def _meta(self, number: int, record: dict[str, Any], first_nonblank: bool) -> bool:
+        """Header or misplaced `_meta`; True when the line needs nothing more (a header, or `_meta` alone)."""
+        alone = len(record) == 1
+        if alone and first_nonblank and self.fmt != "openai_chat":
+            self.result.has_header = True
+            if type(record["_meta"]) is not dict:
+                self.rules.wrong_type(number, "_meta", record["_meta"], "an object")
+            return True
+        if self.fmt == "openai_chat":
+            why = "The OpenAI chat format has no `_meta` header."
+        elif alone:
+            why = "A `_meta` header is only allowed as the first line of the file."
+        else:
+            why = "A `_meta` header must be a line of its own, holding only `_meta`."
+        self.issues.add(
+            "misplaced_meta",
+            number,
+            "_meta",
+            why,
+            "Remove `_meta` from this line (it is not training data)."
+            if self.fmt == "openai_chat" or not alone
+            else "Move the `_meta` line to the top of the file, or remove it.",
+        )
+        if alone:
+            self.result.record_lines += 1
+            return True
+        return False
+
+    def _record(self, number: int, record: dict[str, Any]) -> None:
+        """Shape detection and the record rules of that shape."""
+        fixes_shape = True
+        if "messages" in record:
+            shape = "messages"
+        elif "turns" in record:
+            shape = "conversation"
+        elif not PAIR_KEYS.isdisjoint(record):
+            shape = "pair"
+        elif "conversation_id" in record:
+            # Checked as the file's shape when fixed, else as `bare_id_shape`, and never fixes the shape: a bare
+            # conversation_id says too little.
+            fixes_shape = False
+            if self.shape is None:
+                self.result.cid_before_fix = True
+            shape = self.shape or self.bare_id_shape
+        else:
+            self._unknown_shape(number, record)
+            return
+
+        if shape not in self.accepted:
+            self.issues.add(
+                "wrong_format",
+                number,
+                None,
+                f"This line is {SHAPE_WORDS[shape]}, which the format `{self.fmt}` does not accept.",
+                f"This line is {SHAPE_WORDS[shape].split(' (')[0]}; choose the format `{SHAPE_FORMAT[shape]}`"
+                + (" (or `brightrun_lora_v3`)." if SHAPE_FORMAT[shape] == "brightrun_lora_v4" else "."),
+            )
+            return
+        if self.shape is None:
+            if fixes_shape:
+                self.shape = shape
+                self.shape_line = number
+                self.result.first_fix = (shape, number)
+        elif shape != self.shape:
+            if self.result.hint[0] is None:
+                self.result.mixed = True
+            self.issues.add(
+                "mixed_shapes",
+                number,
+                None,
+                f"This line is {SHAPE_WORDS[shape]}, but line {self.shape_line} made this a file of "
+                f"{SHAPE_WORDS[self.shape]}; one file must use one shape.",
+                "Convert every line to the same shape, or split the file in two.",
+            )
+            return
+
+        if shape == "pair":
+            messages, conversation_id, turns = self.rules.check_pair(record, number)
+            self.examples.add_example(number, messages, conversation_id or ("line", number), turns)
+        elif shape == "conversation":
+            messages, conversation_id, turns = self.rules.check_conversation(record, number)
+            self.examples.add_example(number, messages, conversation_id or ("line", number), turns)
+        else:
+            messages, turns = self.rules.check_messages(record, number)
+            self.examples.add_example(number, messages, None, turns)
+
+    def _unknown_shape(self, number: int, record: dict[str, Any]) -> None:
+        keys = list(record)
+        shown = ", ".join(f"`{key}`" for key in keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+        expected = " or ".join(SHAPE_WORDS[shape] for shape in self.accepted)
+        self.issues.add(
+            "unknown_shape",
+            number,
+            None,
+            f"This line has the keys {shown or '(none)'}, which match no known example shape; "
+            f"the format `{self.fmt}` expects {expected}.",
+            "Rename the keys to one of the expected shapes, or choose the format that matches the file.",
+        )

@@ -1,0 +1,68 @@
+"""Worker processes for the per-line stage of large inputs (blocks.py); the merge stays in the calling process.
+
+Parsing, the record rules and the token estimate are CPU-bound Python, so threads do not help, and they are ~85%
+of a validation: checking blocks of lines in worker processes while the caller reads and merges is what reaches
+the benchmark target on two cores. Workers start from a "forkserver" (a plain fork of a multi-threaded web
+server is unsafe), so starting them costs a fraction of a second; the validator only starts them for large inputs.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from lora_core.validation.blocks import BlockChecker, BlockResult, ShapeHint
+from lora_core.validation.limits import ValidationLimits
+
+try:
+    import resource
+except ImportError:  # not on Windows; the peak RSS report is then left out
+    resource = None  # type: ignore[assignment]
+
+_checker: BlockChecker | None = None
+
+
+def _start_worker(fmt: str, limits: ValidationLimits) -> None:
+    global _checker
+    _checker = BlockChecker(fmt, limits)
+
+
+def _check_block(
+    first_number: int, lines: list[bytes | None], first_nonblank: int | None, hint: ShapeHint
+) -> BlockResult:
+    assert _checker is not None, "the pool's initializer did not run"
+    result = _checker.check(first_number, lines, first_nonblank, hint)
+    if resource is not None:
+        result.worker = (os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return result
+
+
+class BlockPool:
+    """A pool of worker processes checking blocks of one file; `submit` returns a future of its BlockResult.
+
+    Use as a context manager: leaving it, on success or error, cancels what has not started and waits for the
+    workers, so an exception (from the byte source or a worker) never leaves processes behind.
+    """
+
+    def __init__(self, workers: int, fmt: str, limits: ValidationLimits) -> None:
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_start_worker,
+            initargs=(fmt, limits),
+        )
+
+    def submit(
+        self, first_number: int, lines: list[bytes | None], first_nonblank: int | None, hint: ShapeHint
+    ) -> Future[BlockResult]:
+        return self._executor.submit(_check_block, first_number, lines, first_nonblank, hint)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> BlockPool:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
