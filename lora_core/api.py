@@ -623,6 +623,13 @@ async def storage_upload(request: Request, runtime: Runtime) -> Response:
     """
     store = _local_store(runtime)
     claims = _token_claims(request, store, "put")
+
+    def still_uploading() -> bool:
+        with runtime.session() as session:
+            return service.upload_allowed(session, claims.key)
+
+    if not await in_thread(still_uploading):
+        raise ApiError(409, "This dataset is no longer waiting for its file; create a new dataset.", code="conflict")
     max_bytes = min(claims.size or 0, runtime.settings.max_upload_bytes)
     length = declared_length(request)
     if length is not None and length > max_bytes:
@@ -815,7 +822,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "storageUpload",
         "Local storage only: upload a file to a signed upload URL (the token is the credential)",
         UploadedOut,
-        (400, 401, 404, 413, 500, 503),
+        (400, 401, 404, 409, 413, 500, 503),
         authenticated=False,
         extra={"token": True, "binary_body": True},
     ),

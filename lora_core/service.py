@@ -32,6 +32,8 @@ DatasetFormat = Literal["brightrun_lora_v4", "brightrun_lora_v3", "openai_chat"]
 assert set(DatasetFormat.__args__) == set(DATASET_FORMATS)  # one list of formats, checked at import
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_EXCEPT_WHITESPACE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+MAX_PAGE = 1_000_000  # beyond this OFFSET overflows some databases; nobody pages that far
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -51,6 +53,13 @@ class DatasetCreate(BaseModel):
     def _name_is_printable(cls, value: str) -> str:
         if _CONTROL.search(value):
             raise ValueError("must not contain control characters")
+        return value
+
+    @field_validator("description")
+    @classmethod
+    def _description_is_text(cls, value: str | None) -> str | None:
+        if value is not None and _CONTROL_EXCEPT_WHITESPACE.search(value):
+            raise ValueError("must not contain control characters (other than tabs and line breaks)")
         return value
 
     @field_validator("file_name")
@@ -220,14 +229,16 @@ def list_datasets(
 ) -> DatasetPage:
     """The user's datasets, newest first. `search` matches names case-insensitively; `%` and `_` match themselves."""
     problems = []
-    if not isinstance(page, int) or page < 1:
-        problems.append(FieldProblem("page", "must be a whole number of at least 1"))
+    if not isinstance(page, int) or not 1 <= page <= MAX_PAGE:
+        problems.append(FieldProblem("page", f"must be a whole number from 1 to {MAX_PAGE:,}"))
     if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
         problems.append(FieldProblem("limit", f"must be a whole number from 1 to {MAX_PAGE_LIMIT}"))
     if status is not None and status not in {s.value for s in DatasetStatus}:
         problems.append(FieldProblem("status", "must be one of " + ", ".join(s.value for s in DatasetStatus)))
     if search is not None and len(search) > 200:
         problems.append(FieldProblem("search", "must be at most 200 characters"))
+    if search is not None and _CONTROL.search(search):
+        problems.append(FieldProblem("search", "must not contain control characters"))
     if problems:
         raise InvalidInput("Some parameters are not valid.", problems)
 
@@ -246,6 +257,18 @@ def list_datasets(
         .limit(limit)
     ).all()
     return DatasetPage(items=list(items), total=total, page=page, limit=limit)
+
+
+def upload_allowed(session: Session, storage_path: str) -> bool:
+    """Whether a signed upload to `storage_path` may still write: only while its dataset waits for the file.
+
+    An upload URL stays valid until it expires; without this check a second PUT after confirm would replace the
+    file of a dataset that is being validated or is ready.
+    """
+    status = session.exec(
+        select(Dataset.status).where(Dataset.storage_path == storage_path, col(Dataset.deleted_at).is_(None))
+    ).first()
+    return status == DatasetStatus.UPLOADING
 
 
 def delete_dataset(session: Session, user_id: str, dataset_id: uuid.UUID | str) -> None:

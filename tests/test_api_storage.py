@@ -6,10 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from lora_core.api import api_routes
+from lora_core.models import Dataset, DatasetStatus
 from lora_core.runtime import Runtime
 from lora_core.settings import Settings
 from lora_core.storage import LocalStore, make_store
@@ -29,6 +31,23 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
 
 
 def _upload_url(runtime: Runtime, key: str, size: int) -> str:
+    """A signed upload URL for `key`, with the `uploading` dataset that makes an upload to it acceptable."""
+    with runtime.session() as session:
+        if not session.exec(select(Dataset).where(Dataset.storage_path == key)).first():
+            user, _, file_name = key.partition("/")
+            session.add(
+                Dataset(
+                    user_id=user,
+                    name="upload test",
+                    format="openai_chat",
+                    status=DatasetStatus.UPLOADING,
+                    storage_bucket="local",
+                    storage_path=key,
+                    file_name=file_name.rsplit("/", 1)[-1],
+                    file_size=size,
+                )
+            )
+            session.commit()
     return runtime.store.upload_target(key, size).url
 
 
@@ -129,3 +148,26 @@ def test_expired_token_is_401_and_says_so(client: TestClient, runtime: Runtime, 
 def test_download_of_missing_file_is_404(client: TestClient, runtime: Runtime) -> None:
     response = client.get(runtime.store.download_url("u1/none/f.jsonl", "f.jsonl"))
     assert response.status_code == 404
+
+
+def test_upload_after_the_dataset_stopped_waiting_is_409_and_the_file_is_kept(
+    client: TestClient, runtime: Runtime
+) -> None:
+    first = b'{"a": 1}\n'
+    url = _upload_url(runtime, "u1/d9/file.jsonl", len(first))
+    assert client.put(url, content=first).status_code == 200
+    with runtime.session() as session:
+        dataset = session.exec(select(Dataset).where(Dataset.storage_path == "u1/d9/file.jsonl")).one()
+        dataset.status = DatasetStatus.VALIDATING
+        session.add(dataset)
+        session.commit()
+    response = client.put(url, content=b'{"b": 2}\n')
+    assert response.status_code == 409
+    assert response.json()["code"] == "conflict"
+    assert b"".join(runtime.store.iter_chunks("u1/d9/file.jsonl")) == first
+
+
+def test_upload_to_a_key_without_a_dataset_is_409(client: TestClient, runtime: Runtime) -> None:
+    url = runtime.store.upload_target("u1/none/file.jsonl", 3).url
+    assert client.put(url, content=b"abc").status_code == 409
+    assert runtime.store.head("u1/none/file.jsonl") is None

@@ -280,3 +280,27 @@ class TestNotifications:
         assert service.unread_notification_count(session, ALICE) == 0
         assert service.unread_notification_count(session, BOB) == 1
         assert session.exec(select(Notification).where(Notification.user_id == BOB)).one().read_at is None
+
+
+class TestHardening:
+    def test_description_with_a_nul_is_refused_but_line_breaks_are_fine(self, session, store, settings, engine):
+        with pytest.raises(InvalidInput) as caught:
+            _create(session, store, settings, description="bad\x00text")
+        assert [p.field for p in caught.value.details] == ["description"]
+        assert _count(engine, Dataset) == 0
+        created = _create(session, store, settings, description="line one\nline two\ttabbed")
+        assert created.dataset.description == "line one\nline two\ttabbed"
+
+    @pytest.mark.parametrize(("kwargs", "field"), [({"page": 10**12}, "page"), ({"search": "a\x00b"}, "search")])
+    def test_absurd_page_and_control_characters_in_search_are_refused(self, session, kwargs, field):
+        with pytest.raises(InvalidInput) as caught:
+            service.list_datasets(session, ALICE, **kwargs)
+        assert [p.field for p in caught.value.details] == [field]
+
+    def test_upload_is_allowed_only_while_the_dataset_waits_for_its_file(self, session, store, settings):
+        dataset = _create(session, store, settings).dataset
+        assert service.upload_allowed(session, dataset.storage_path)
+        _upload(store, dataset)
+        service.confirm_upload(session, store, settings, ALICE, dataset.id)
+        assert not service.upload_allowed(session, dataset.storage_path)
+        assert not service.upload_allowed(session, "alice/unknown/file.jsonl")
