@@ -37,7 +37,5 @@ navigation = st.navigation(pages)
 st.session_state["previous_page"] = st.session_state.get("current_page")
 st.session_state["current_page"] = navigation.url_path
 user_id = current_user_id()
-with st.sidebar:
-    st.caption("LoRA Dataset Manager")
 sidebar_notifications(user_id)
 navigation.run()

@@ -9,7 +9,7 @@ from lora_core.models import NotificationKind
 from lora_ui.components import NOTIFICATIONS_PAGE, escape_markdown
 from lora_ui.identity import runtime
 
-POLL_SECONDS = 5
+POLL_SECONDS = 3
 SEEN_KEY = "seen_notification_ids"
 
 
@@ -29,8 +29,10 @@ def _poll(user_id: str) -> None:
         # st.toast renders Markdown and the title holds the user's dataset name: escape it.
         st.toast(escape_markdown(notification.title), icon=icon)
     st.session_state[SEEN_KEY] = seen
-    label = f"Notifications · {unread} unread" if unread else "Notifications"
-    st.page_link(NOTIFICATIONS_PAGE, label=label, icon=":material/notifications:")
+    label = f"{unread} unread notification{'s' if unread != 1 else ''}" if unread else "No unread notifications"
+    icon = ":material/notifications_active:" if unread else ":material/notifications:"
+    with st.container(border=True, key="unread-notifications"):
+        st.page_link(NOTIFICATIONS_PAGE, label=label, icon=icon)
 
 
 @st.fragment(run_every=POLL_SECONDS)

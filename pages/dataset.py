@@ -253,7 +253,11 @@ def _issues(report: Mapping[str, Any], dataset: Dataset) -> None:
     error_total = int(report.get("error_count") or dataset.error_count or len(errors))
     warning_total = int(report.get("warning_count") or dataset.warning_count or len(warnings))
     st.subheader("Errors and warnings")
-    errors_tab, warnings_tab = st.tabs([f"Errors ({error_total:,})", f"Warnings ({warning_total:,})"])
+    labels = [f"Errors ({error_total:,})", f"Warnings ({warning_total:,})"]
+    if error_total == 0 and warning_total:  # open on what there is to read
+        warnings_tab, errors_tab = st.tabs(labels[::-1])
+    else:
+        errors_tab, warnings_tab = st.tabs(labels)
     with errors_tab:
         _issues_tab("errors", errors, report.get("error_counts") or {}, error_total)
     with warnings_tab:
@@ -296,21 +300,23 @@ def _samples(report: Mapping[str, Any]) -> None:
 
 
 def _actions(user_id: str, dataset: Dataset) -> None:
-    download_col, revalidate_col, delete_col, _ = st.columns([1.3, 1.3, 1, 3])
-    download_clicked = download_col.button(
-        "Download",
-        icon=":material/download:",
-        key="prepare-download",
-        disabled=dataset.status == DatasetStatus.UPLOADING,
-        help="Makes a fresh link to the file; it expires after a few minutes.",
-    )
-    if revalidate_col.button(
-        "Revalidate",
-        icon=":material/refresh:",
-        key="revalidate",
-        disabled=dataset.status not in (DatasetStatus.READY, DatasetStatus.ERROR),
-        help="Check the file again with the current rules.",
-    ):
+    with st.container(horizontal=True, gap="small"):
+        download_clicked = st.button(
+            "Download",
+            icon=":material/download:",
+            key="prepare-download",
+            disabled=dataset.status == DatasetStatus.UPLOADING,
+            help="Makes a fresh link to the file; it expires after a few minutes.",
+        )
+        revalidate_clicked = st.button(
+            "Revalidate",
+            icon=":material/refresh:",
+            key="revalidate",
+            disabled=dataset.status not in (DatasetStatus.READY, DatasetStatus.ERROR),
+            help="Check the file again with the current rules.",
+        )
+        st.button("Delete", icon=":material/delete:", key="delete", on_click=request_delete, args=(dataset,))
+    if revalidate_clicked:
         try:
             with runtime().session() as session:
                 service.revalidate_dataset(session, runtime().store, user_id, dataset.id)
@@ -318,7 +324,6 @@ def _actions(user_id: str, dataset: Dataset) -> None:
             show_service_error(error)
         else:
             st.rerun()
-    delete_col.button("Delete", icon=":material/delete:", key="delete", on_click=request_delete, args=(dataset,))
     if download_clicked:
         try:
             with runtime().session() as session:

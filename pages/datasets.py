@@ -55,7 +55,9 @@ def _page_has_pending(user_id: str, search: str, status: str | None) -> bool:
 
 def _render_row(dataset: Dataset) -> None:
     with st.container(border=True, key=f"dataset-{dataset.id}"):
-        name_col, status_col, stats_col, size_col, actions_col = st.columns([4, 1.4, 2.2, 1.6, 2.2])
+        name_col, status_col, stats_col, size_col, actions_col = st.columns(
+            [3.6, 1.3, 1.9, 1.3, 2.9], vertical_alignment="center"
+        )
         with name_col:
             st.markdown(f"**{escape_markdown(dataset.name)}**")
             st.caption(f":material/description: {escape_markdown(dataset.file_name)}")
@@ -70,23 +72,46 @@ def _render_row(dataset: Dataset) -> None:
             elif dataset.status == DatasetStatus.ERROR:
                 errors = dataset.error_count
                 st.caption(f"{errors:,} error{'s' if errors != 1 else ''}" if errors else "Failed")
+            elif dataset.status == DatasetStatus.UPLOADING:
+                st.caption("Upload not finished")
             else:
-                st.caption("Statistics when validated")
+                st.caption("Checking every line…")
         with size_col:
-            st.markdown(f"{format_size(dataset.file_size)}  \n")
+            st.markdown(format_size(dataset.file_size))
             st.caption(format_when(dataset.created_at))
-        with actions_col:
-            view, delete = st.columns(2)
-            view.page_link(
+        with actions_col, st.container(horizontal=True, horizontal_alignment="right", gap="small"):
+            st.page_link(
                 DETAIL_PAGE, label="View details", icon=":material/visibility:", query_params={"id": str(dataset.id)}
             )
-            delete.button(
+            st.button(
                 "Delete",
                 icon=":material/delete:",
                 key=f"delete-{dataset.id}",
                 on_click=request_delete,
                 args=(dataset,),
+                type="tertiary",
             )
+
+
+def _pagination(result: service.DatasetPage) -> None:
+    first = (result.page - 1) * result.limit + 1
+    last = first + len(result.items) - 1
+    previous_col, info_col, next_col = st.columns([1, 3, 1], vertical_alignment="center")
+    previous_col.button(
+        "Previous",
+        icon=":material/chevron_left:",
+        disabled=result.page <= 1,
+        key="page-previous",
+        on_click=lambda: st.session_state.update({PAGE_KEY: result.page - 1}),
+    )
+    info_col.caption(f"{first}–{last} of {result.total} · page {result.page} of {result.total_pages}")
+    next_col.button(
+        "Next",
+        icon=":material/chevron_right:",
+        disabled=result.page >= result.total_pages,
+        key="page-next",
+        on_click=lambda: st.session_state.update({PAGE_KEY: result.page + 1}),
+    )
 
 
 def _render_list(user_id: str, search: str, status: str | None) -> bool:
@@ -117,24 +142,10 @@ def _render_list(user_id: str, search: str, status: str | None) -> bool:
     for dataset in result.items:
         _render_row(dataset)
 
-    first = (result.page - 1) * result.limit + 1
-    last = first + len(result.items) - 1
-    previous_col, info_col, next_col = st.columns([1, 3, 1], vertical_alignment="center")
-    previous_col.button(
-        "Previous",
-        icon=":material/chevron_left:",
-        disabled=result.page <= 1,
-        key="page-previous",
-        on_click=lambda: st.session_state.update({PAGE_KEY: result.page - 1}),
-    )
-    info_col.caption(f"{first}–{last} of {result.total} · page {result.page} of {result.total_pages}")
-    next_col.button(
-        "Next",
-        icon=":material/chevron_right:",
-        disabled=result.page >= result.total_pages,
-        key="page-next",
-        on_click=lambda: st.session_state.update({PAGE_KEY: result.page + 1}),
-    )
+    if result.total_pages <= 1:
+        st.caption(f"{result.total} dataset{'s' if result.total != 1 else ''}")
+    else:
+        _pagination(result)
     return any(d.status in PENDING_STATUSES for d in result.items)
 
 

@@ -18,6 +18,8 @@ from lora_ui.upload_component import dataset_uploader
 JOB_KEY = "upload_job"  # {"dataset_id": str, "job": UploadJob} while the browser is sending the file
 PROBLEMS_KEY = "upload_problems"
 REJECTED_KEY = "upload_rejected_dataset"
+RESTORE_KEY = "upload_form_restore"  # the form's values, put back after a failed upload
+FORM_KEYS = ("upload_name", "upload_description", "upload_format")
 FILE_KEY = "upload_file"
 FORMAT_HELP = {
     "brightrun_lora_v4": (
@@ -66,6 +68,7 @@ def _start_upload(user_id: str) -> None:
         ]
         return
     st.session_state[JOB_KEY] = {"dataset_id": str(dataset_id), "job": job}
+    st.session_state[RESTORE_KEY] = {key: st.session_state.get(key) for key in FORM_KEYS}
 
 
 require_navigation()
@@ -75,11 +78,16 @@ settings = runtime().settings
 # An upload runs only while this page is open (leaving it aborts the PUT); coming back starts afresh, and the
 # abandoned dataset stays "uploading", which its detail page reports as an unfinished upload.
 if st.session_state.get("previous_page") != st.session_state.get("current_page"):
-    st.session_state.pop(JOB_KEY, None)
-    st.session_state.pop(PROBLEMS_KEY, None)
+    for stale in (JOB_KEY, PROBLEMS_KEY, REJECTED_KEY, RESTORE_KEY):
+        st.session_state.pop(stale, None)
 
 pending = st.session_state.get(JOB_KEY)
 busy = pending is not None
+# Disabled widgets may come back empty from the browser after the upload; a failed one keeps what was typed.
+if not busy and (restore := st.session_state.pop(RESTORE_KEY, None)):
+    for form_key, form_value in restore.items():
+        if form_value is not None:
+            st.session_state[form_key] = form_value
 
 st.title("Upload a dataset")
 st.caption(
@@ -135,8 +143,6 @@ with st.container(border=True):
             icon=":material/open_in_new:",
             query_params={"id": rejected_id},
         )
-    for problem in st.session_state.get(PROBLEMS_KEY) or []:
-        st.error(escape_markdown(problem), icon=":material/error:")
 
     st.button(
         "Uploading…" if busy else "Upload",

@@ -612,7 +612,7 @@ def test_sidebar_shows_the_unread_count_on_every_page(rt: Runtime) -> None:
     notify(rt, dataset, user_id=BOB)
     for page in ("pages/datasets.py", "pages/upload.py", "pages/notifications.py"):
         at = open_page(page)
-        assert "Notifications · 2 unread" in sidebar_link_labels(at), page
+        assert "2 unread notifications" in sidebar_link_labels(at), page
 
 
 def test_notifications_page_lists_links_and_marks_read(rt: Runtime) -> None:
@@ -624,10 +624,10 @@ def test_notifications_page_lists_links_and_marks_read(rt: Runtime) -> None:
     opens = [link for link in at.get("page_link") if link.proto.label == "Open dataset"]
     assert len(opens) == 2 and all(str(dataset.id) in link.proto.page for link in opens) is not None
     at.button(key=f"read-{first.id}").click().run()
-    assert "Notifications · 1 unread" in sidebar_link_labels(at)
+    assert "1 unread notification" in sidebar_link_labels(at)
     at.button(key="mark-all-read").click().run()
     assert "Marked 1 notification read." in texts(at)
-    assert "Notifications" in sidebar_link_labels(at)
+    assert "No unread notifications" in sidebar_link_labels(at)
     with rt.session() as session:
         assert service.unread_notification_count(session, ALICE) == 0
 

@@ -165,9 +165,10 @@ function startUpload(self, job, setTriggerValue) {
       self.fill.style.width = "100%";
       self.progressText.textContent = `Uploaded ${formatBytes(file.size)} — checking…`;
     } else {
+      // The page says why, next to the form (Python knows whether anything was kept); here only the bar turns red.
       self.progress.classList.add("failed");
+      self.fill.style.width = "100%";
       self.progressText.textContent = outcome.cancelled ? "Upload cancelled." : "Upload failed.";
-      self.showMessage(outcome.error);
     }
     report(outcome);
   };

@@ -1,0 +1,238 @@
+"""The app in a real browser: Debian's Chromium, driven by Playwright, against `streamlit run app.py`.
+
+Covers what AppTest cannot: the upload component's JavaScript (file input, direct PUT to the local storage
+endpoint, progress, result), the sweep validating the file, the pages a person sees. Screenshots of each page go
+to test-output/browser/; the list and detail ones are also copied to docs/screenshots/ for the README.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EQ12_PATH
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUT_DIR = ROOT / "test-output" / "browser"
+DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+TIMEOUT_MS = 30_000
+
+if not CHROMIUM.exists():
+    pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_serving(url: str, server: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the app exited with {server.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"the app did not answer at {url} within {timeout}s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh app process (lifespan, API routes and sweep included) on a temp data dir and a free port."""
+    data_dir = tmp_path_factory.mktemp("browser-data")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "LORA_DATA_DIR": str(data_dir),
+        "LORA_DATABASE_URL": f"sqlite:///{data_dir / 'lora.db'}",
+        "LORA_PUBLIC_BASE_URL": url,
+        "LORA_SWEEP_INTERVAL_SECONDS": "0.5",
+        "LORA_AUTH_MODE": "local",
+        "LORA_LOCAL_USER_ID": "browser-test",
+    }
+    log = data_dir / "server.log"
+    with log.open("wb") as log_file:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+                "--server.fileWatcherType",
+                "none",
+            ],  # others edit the tree meanwhile: no "File change" banner
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until_serving(f"{url}/_stcore/health", server, log)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+def _screenshot(page: object, name: str) -> Path:
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUTPUT_DIR / f"{name}.png"
+    page.wait_for_timeout(800)  # let charts and fonts settle  # type: ignore[attr-defined]
+    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+    return path
+
+
+def _full_height_screenshot(page: object, name: str) -> Path:
+    """Streamlit scrolls inside its main container, so `full_page` stops at the viewport: grow the viewport."""
+    height = page.get_by_test_id("stMainBlockContainer").evaluate("e => e.scrollHeight")  # type: ignore[attr-defined]
+    page.set_viewport_size({"width": 1400, "height": min(int(height) + 200, 8000)})  # type: ignore[attr-defined]
+    try:
+        return _screenshot(page, name)
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+
+
+def _choose_file_and_fill(page: object, name: str, file: Path) -> None:
+    page.get_by_role("heading", name="Upload a dataset").wait_for()  # type: ignore[attr-defined]
+    page.get_by_label("Name").fill(name)  # type: ignore[attr-defined]
+    # The component renders in the page's DOM, inside an open shadow root, which Playwright's locators pierce.
+    page.get_by_test_id("dataset-file-input").set_input_files(str(file))  # type: ignore[attr-defined]
+    chosen = page.get_by_test_id("dataset-file-name")  # type: ignore[attr-defined]
+    sync_api.expect(chosen).to_have_text(file.name)
+    sync_api.expect(page.get_by_test_id("dataset-file-size")).not_to_be_empty()  # type: ignore[attr-defined]
+
+
+def test_upload_validate_and_browse_eq12(page: object, base_url: str) -> None:
+    assert EQ12_PATH.exists(), f"sample missing: {EQ12_PATH}"
+    # A page URL first, in a fresh process: ui.py's navigation must still be in charge (see lora_ui.navigation).
+    page.goto(f"{base_url}/upload")  # type: ignore[attr-defined]
+    _choose_file_and_fill(page, "EQ-12 demo", EQ12_PATH)
+    sidebar = page.get_by_test_id("stSidebar")  # type: ignore[attr-defined]
+    # ui.py's menu (the hidden detail page and ui.py itself are not in it), not one generated from pages/.
+    sync_api.expect(sidebar.get_by_test_id("stSidebarNavLink")).to_have_text(
+        [re.compile(r"Datasets$"), re.compile(r"Upload$"), re.compile(r"Notifications$")]
+    )
+    upload_shot = _screenshot(page, "upload")
+
+    page.get_by_role("button", name="Upload", exact=True).click()  # type: ignore[attr-defined]
+    page.wait_for_url("**/dataset?id=*")  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_text("Ready for training.")).to_be_visible()  # type: ignore[attr-defined]
+    pairs = page.get_by_test_id("stMetric").filter(has_text="Training pairs")  # type: ignore[attr-defined]
+    sync_api.expect(pairs.get_by_test_id("stMetricValue")).to_have_text("44")
+    tokens = page.get_by_test_id("stMetric").filter(has_text="Total tokens")  # type: ignore[attr-defined]
+    sync_api.expect(tokens.get_by_test_id("stMetricValue")).to_have_text("58.3K")
+    sync_api.expect(page.get_by_text("Errors and warnings")).to_be_visible()  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_role("tab", name="Warnings (52)")).to_be_visible()  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_test_id("stChatMessage").first).to_be_visible()  # type: ignore[attr-defined]
+    # The sidebar's poll picks up the "ready" notification and toasts it.
+    sync_api.expect(sidebar.get_by_text("1 unread notification")).to_be_visible(timeout=15_000)
+    detail_shot = _screenshot(page, "detail")
+    _full_height_screenshot(page, "detail-full")
+
+    page.goto(base_url)  # type: ignore[attr-defined]
+    row = page.get_by_text("EQ-12 demo", exact=True)  # type: ignore[attr-defined]
+    sync_api.expect(row).to_be_visible()
+    sync_api.expect(page.get_by_text("Ready", exact=True).first).to_be_visible()  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_text("training pairs").first).to_be_visible()  # type: ignore[attr-defined]
+    sync_api.expect(sidebar.get_by_text("1 unread notification")).to_be_visible()
+    list_shot = _screenshot(page, "datasets")
+
+    page.goto(f"{base_url}/notifications")  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_text("“EQ-12 demo” is ready", exact=False).first).to_be_visible()  # type: ignore[attr-defined]
+    notifications_shot = _screenshot(page, "notifications")
+    page.get_by_role("button", name="Mark all read").click()  # type: ignore[attr-defined]
+    sync_api.expect(sidebar.get_by_text("No unread notifications")).to_be_visible()
+
+    DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(list_shot, DOCS_SCREENSHOTS / "datasets.png")
+    shutil.copyfile(detail_shot, DOCS_SCREENSHOTS / "detail.png")
+    for shot in (upload_shot, detail_shot, list_shot, notifications_shot):
+        assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("refusal", "expected"),
+    [
+        ("413", "The storage server refused the file as too large (HTTP 413)"),
+        ("403", "The upload link was refused (HTTP 403): it has probably expired"),
+        ("network", "Network error: the connection to the storage server failed"),
+    ],
+)
+def test_a_failed_upload_says_why_and_keeps_nothing(page: object, base_url: str, refusal: str, expected: str) -> None:
+    def refuse(route: object) -> None:
+        if refusal == "network":
+            route.abort("connectionfailed")  # type: ignore[attr-defined]
+        else:
+            body = '{"error": "refused by the test"}'
+            route.fulfill(status=int(refusal), body=body, content_type="application/json")  # type: ignore[attr-defined]
+
+    page.route("**/api/storage/upload**", refuse)  # type: ignore[attr-defined]
+    page.goto(f"{base_url}/upload")  # type: ignore[attr-defined]
+    name = f"Refused {refusal}"
+    _choose_file_and_fill(page, name, EQ12_PATH)
+    page.get_by_role("button", name="Upload", exact=True).click()  # type: ignore[attr-defined]
+    alert = page.get_by_test_id("stAlertContentError").filter(has_text="Upload failed")  # type: ignore[attr-defined]
+    sync_api.expect(alert).to_contain_text(expected)
+    sync_api.expect(alert).to_contain_text("Nothing was saved")
+    sync_api.expect(page.get_by_label("Name")).to_have_value(name)  # what was typed survives the failure
+    sync_api.expect(page.get_by_test_id("dataset-upload-progress")).to_have_text("Upload failed.")
+    if refusal == "413":
+        _screenshot(page, "upload-failed")
+    page.goto(base_url)  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_role("heading", name="Datasets")).to_be_visible()  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_text(name, exact=True)).to_have_count(0)  # type: ignore[attr-defined]
