@@ -43,20 +43,26 @@ def _trim_leading_empty(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[nonzero[0] :].reset_index(drop=True)
 
 
-def _bin_of(frame: pd.DataFrame, value: int) -> str | None:
-    """The label of the bin whose range holds `value`."""
+def _limit_position(frame: pd.DataFrame, limit: int) -> tuple[str, float] | None:
+    """The bin holding `limit` and where in its band the limit falls (0 = left edge, 1 = right edge)."""
     for row in frame.to_dict("records"):
         high = row["to"]
-        if row["from"] <= value and (high is None or pd.isna(high) or value < int(high)):
-            return str(row["bin"])
+        open_ended = high is None or pd.isna(high)
+        if row["from"] <= limit and (open_ended or limit < int(high)):
+            if limit == row["from"]:
+                return str(row["bin"]), 0.0
+            return str(row["bin"]), 0.5 if open_ended else (limit - row["from"]) / (int(high) - row["from"])
     return None
 
 
-def tokens_histogram(bins: Sequence[Mapping[str, Any]], context_limit: int | None) -> alt.Chart | alt.LayerChart:
-    """Examples per token-count bin; the bin holding the context limit is marked with a labelled rule.
+def tokens_histogram(
+    bins: Sequence[Mapping[str, Any]], context_limit: int | None, max_tokens: int | None = None
+) -> alt.Chart | alt.LayerChart:
+    """Examples per token-count bin, with the context limit marked by a labelled rule.
 
-    The bins are powers of two, so the x axis is ordinal (one bar per bin) and the rule sits on the bin whose
-    range contains the limit (with the default 2048, the open bin "≥ 2,048" starts exactly at it).
+    The bins are powers of two, so the x axis is ordinal (one bar per bin) and the rule sits inside the bin whose
+    range holds the limit, at its proportional place (exactly on the edge for the default 2048). When no example
+    reaches the limit (`max_tokens` below it) there is nothing to mark and no rule is drawn.
     """
     frame = _trim_leading_empty(histogram_frame(bins))
     # Bins that start at or past the limit hold (almost) only examples a trainer would truncate.
@@ -72,21 +78,18 @@ def tokens_histogram(bins: Sequence[Mapping[str, Any]], context_limit: int | Non
             tooltip=[alt.Tooltip("bin:N", title="Tokens"), alt.Tooltip("count:Q", title="Examples")],
         )
     )
-    if not context_limit:
+    reaches_limit = max_tokens is None or (context_limit is not None and max_tokens > context_limit)
+    position = _limit_position(frame, context_limit) if context_limit and reaches_limit else None
+    if position is None:
         return bars.properties(height=280)
-    limit_bin = _bin_of(frame, context_limit)
-    if limit_bin is None:
-        return bars.properties(height=280)
+    limit_bin, band_position = position
     marker = pd.DataFrame({"bin": [limit_bin], "label": [f"context limit {context_limit:,}"]})
-    rule = (
-        alt.Chart(marker)
-        .mark_rule(color="#ef4444", strokeDash=[6, 4], strokeWidth=2, xOffset=-0.5)
-        .encode(x=alt.X("bin:N", sort=order, bandPosition=0))
-    )
+    x = alt.X("bin:N", sort=order, bandPosition=band_position)
+    rule = alt.Chart(marker).mark_rule(color="#ef4444", strokeDash=[6, 4], strokeWidth=2).encode(x=x)
     text = (
         alt.Chart(marker)
         .mark_text(color="#ef4444", align="left", dx=4, dy=-6, baseline="bottom", fontWeight="bold")
-        .encode(x=alt.X("bin:N", sort=order, bandPosition=0), y=alt.value(12), text="label:N")
+        .encode(x=x, y=alt.value(12), text="label:N")
     )
     return alt.layer(bars, rule, text).properties(height=280)
 

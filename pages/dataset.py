@@ -165,8 +165,11 @@ def _charts(stats: Mapping[str, Any]) -> None:
     with left, st.container(border=True):
         st.markdown("**Tokens per example**")
         if tokens:
-            st.altair_chart(charts.tokens_histogram(tokens, limit), width="stretch")
-            _distribution_caption(stats.get("tokens_per_example") or {})
+            distribution = stats.get("tokens_per_example") or {}
+            st.altair_chart(charts.tokens_histogram(tokens, limit, distribution.get("max")), width="stretch")
+            _distribution_caption(distribution)
+            if distribution.get("max") is not None and distribution["max"] <= limit:
+                st.caption(f"Every example fits the context limit of {limit:,} tokens.")
         else:
             st.caption("No examples to chart.")
     with right, st.container(border=True):

@@ -1,0 +1,55 @@
+"""The detail page's charts: histogram bins as bars, the context limit as a rule only where it means something."""
+
+from __future__ import annotations
+
+from lora_ui import charts
+from lora_ui.components import escape_markdown, escape_markdown_block, format_size, format_thousands
+
+EQ12_TOKEN_BINS = [
+    {"from": 0, "to": 1, "count": 0},
+    {"from": 1, "to": 2, "count": 0},
+    {"from": 256, "to": 512, "count": 4},
+    {"from": 512, "to": 1024, "count": 11},
+    {"from": 1024, "to": 2048, "count": 21},
+    {"from": 2048, "to": None, "count": 8},
+]
+
+
+def _layers(chart: object) -> list[dict]:
+    spec = chart.to_dict()  # type: ignore[attr-defined]
+    return spec.get("layer", [spec])
+
+
+def test_token_histogram_drops_leading_empty_bins_and_marks_the_limit_on_its_edge() -> None:
+    chart = charts.tokens_histogram(EQ12_TOKEN_BINS, 2048, max_tokens=2806)
+    _bars, rule, label = _layers(chart)
+    frame = charts._trim_leading_empty(charts.histogram_frame(EQ12_TOKEN_BINS))
+    assert frame["bin"].tolist() == ["256–511", "512–1,023", "1,024–2,047", "≥ 2,048"]
+    assert rule["mark"]["type"] == "rule"
+    assert rule["encoding"]["x"]["bandPosition"] == 0.0
+    assert label["encoding"]["text"] == {"field": "label", "type": "nominal"}
+
+
+def test_limit_inside_a_bin_sits_at_its_proportional_place() -> None:
+    frame = charts.histogram_frame(EQ12_TOKEN_BINS)
+    assert charts._limit_position(frame, 1536) == ("1,024–2,047", 0.5)
+    assert charts._limit_position(frame, 4096) == ("≥ 2,048", 0.5)
+
+
+def test_no_rule_when_every_example_fits() -> None:
+    bins = [{"from": 0, "to": 1, "count": 0}, {"from": 1, "to": 2, "count": 0}, {"from": 2, "to": None, "count": 9}]
+    assert len(_layers(charts.tokens_histogram(bins, 2048, max_tokens=2))) == 1
+
+
+def test_messages_per_role_keeps_chat_order() -> None:
+    spec = charts.messages_per_role({"assistant": 3, "user": 3, "system": 1}).to_dict()
+    assert spec["encoding"]["y"]["sort"] == ["system", "user", "assistant"]
+
+
+def test_formatting_helpers() -> None:
+    assert format_size(391_600) == "382.4 KB"
+    assert format_size(20) == "20 B"
+    assert format_thousands(58_316) == "58.3K"
+    assert format_thousands(999) == "999"
+    assert escape_markdown("a\n*b*") == "a \\*b\\*"
+    assert escape_markdown_block("# x\n\n<b>") == "\\# x  \n  \n\\<b\\>"
