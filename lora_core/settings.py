@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     decompressed_limit_bytes: int | None = Field(
         default=None, description="Cap on gzip-decompressed size; default 4x max_upload_bytes."
     )
+    validation_workers: int | None = Field(
+        default=None,
+        ge=0,
+        description="Worker processes for validating large files (0 or 1: in-process); default min(2, cores).",
+    )
     secret_key: str | None = Field(
         default=None,
         description="HMAC key for local upload/download tokens; generated once into data_dir when unset.",

@@ -13,13 +13,10 @@ MIB = 1024 * 1024
 
 
 def default_workers() -> int:
-    """`LORA_VALIDATION_WORKERS` when set, else one worker process per usable core, at most 2.
+    """One worker process per usable core, at most 2 (settings' `validation_workers` overrides it).
 
     Two are what the benchmark machine has; more would only help on more cores, and each costs ~40 MiB.
     """
-    configured = os.environ.get("LORA_VALIDATION_WORKERS", "").strip()
-    if configured:
-        return max(0, int(configured))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return min(2, cores)
 
@@ -37,8 +34,7 @@ class ValidationLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ValidationLimits:
-        # `validation_workers` is not a Settings field yet; until it is, LORA_VALIDATION_WORKERS is read directly.
-        workers = getattr(settings, "validation_workers", None)
+        workers = settings.validation_workers
         return cls(
             context_limit=settings.context_limit,
             line_limit_bytes=settings.line_limit_bytes,
