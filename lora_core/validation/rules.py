@@ -164,7 +164,7 @@ class RecordRules:
             message = "A system message can only be the first message of a conversation."
             suggestion = "Move the system message to the start, or merge it into the first one."
         elif previous is None:
-            message = f"The conversation starts with a {role} message; it must start with the user."
+            message = f"The conversation starts with {_article(role)} {role} message; it must start with the user."
             suggestion = "Start with the user's message (after an optional system message)."
         else:
             message = f"A {role} message follows another {previous} message; user and assistant must alternate."
@@ -536,7 +536,7 @@ class RecordRules:
                     "unknown_key",
                     line,
                     f"{where}.weight",
-                    f"`weight` only applies to assistant messages; on a {role} message it is ignored.",
+                    f"`weight` only applies to assistant messages; on {_article(role)} {role} message it is ignored.",
                     "Remove `weight` from this message.",
                 )
             return None
@@ -558,3 +558,7 @@ class RecordRules:
             )
             return 1
         return weight
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
