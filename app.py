@@ -18,6 +18,8 @@ from lora_core.runtime import get_runtime
 from lora_core.sweep import start_sweep, stop_sweep
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+# APScheduler logs every run of the sweep at INFO (several lines a second at short intervals); ours says what matters.
+logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 @asynccontextmanager
