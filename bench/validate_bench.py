@@ -187,11 +187,12 @@ def _measure(mode: str, target: str) -> dict[str, Any]:
     """Time one way of reading `target`; imports and client set-up happen before the clock starts."""
     extra: dict[str, Any] = {}
     if mode in ("local", "s3"):
+        from lora_core.settings import Settings
         from lora_core.validation import ValidationLimits
         from lora_core.validation.validator import READ_BLOCK_BYTES, run_validation
 
         # As production runs it: the settings' limits, workers included (LORA_VALIDATION_WORKERS, else up to 2).
-        limits = ValidationLimits()
+        limits = ValidationLimits.from_settings(Settings())
     if mode == "s3":
         import boto3
         from botocore.config import Config
