@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from lora_core.validation.limits import ValidationLimits
+from lora_core.validation.reader import over_limit
 from lora_core.validation.report import KEPT_LINE_ISSUES, WARNING_CODES
 from lora_core.validation.rules import RecordRules, json_type
 from lora_core.validation.stats import ExampleCounter, ExampleTotals
@@ -44,6 +45,9 @@ COUNT_NOTE = 2  # (COUNT_NOTE, code): the first issue of `code` in the block tha
 
 # A shape hint: (shape, line that fixed it), or (None, 0) when no line has fixed the shape yet.
 ShapeHint = tuple["str | None", int]
+# A block to check: reader.RawBlock (first line number, whole lines as bytes, whether an over-long line follows)
+# and the file's first non-blank line.
+BlockJob = tuple[int, bytes, bool, "int | None"]
 
 
 def size_words(size: int) -> str:
@@ -132,6 +136,20 @@ class BlockChecker:
         # conversation (as `messages` in openai_chat, whose only shape it is).
         self.bare_id_shape = "conversation" if "conversation" in self.accepted else self.accepted[0]
         self.count_tokens = TokenCounter()
+
+    def check_bytes(
+        self, first_number: int, data: bytes, too_long_last: bool, first_nonblank: int | None, hint: ShapeHint
+    ) -> BlockResult:
+        """`check` on a block as the reader gives it (reader.LineReader.blocks): whole lines in one `bytes`, each
+        ending with b"\\n", then, when `too_long_last`, a line over the limit that was skipped unread."""
+        lines: list[bytes | None] = data.split(b"\n")
+        lines.pop()  # after the last b"\\n"
+        limit = self.limits.line_limit_bytes
+        if len(data) > limit:
+            lines = [None if line is not None and over_limit(line, limit) else line for line in lines]
+        if too_long_last:
+            lines.append(None)
+        return self.check(first_number, lines, first_nonblank, hint)
 
     def check(
         self, first_number: int, lines: list[bytes | None], first_nonblank: int | None, hint: ShapeHint

@@ -29,10 +29,10 @@ def _start_worker(fmt: str, limits: ValidationLimits) -> None:
 
 
 def _check_block(
-    first_number: int, lines: list[bytes | None], first_nonblank: int | None, hint: ShapeHint
+    first_number: int, data: bytes, too_long_last: bool, first_nonblank: int | None, hint: ShapeHint
 ) -> BlockResult:
     assert _checker is not None, "the pool's initializer did not run"
-    result = _checker.check(first_number, lines, first_nonblank, hint)
+    result = _checker.check_bytes(first_number, data, too_long_last, first_nonblank, hint)
     if resource is not None:
         result.worker = (os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     return result
@@ -54,9 +54,10 @@ class BlockPool:
         )
 
     def submit(
-        self, first_number: int, lines: list[bytes | None], first_nonblank: int | None, hint: ShapeHint
+        self, first_number: int, data: bytes, too_long_last: bool, first_nonblank: int | None, hint: ShapeHint
     ) -> Future[BlockResult]:
-        return self._executor.submit(_check_block, first_number, lines, first_nonblank, hint)
+        """Check a block (see BlockChecker.check_bytes): it travels as one bytes object, cheap to send."""
+        return self._executor.submit(_check_block, first_number, data, too_long_last, first_nonblank, hint)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -20,6 +20,9 @@ SNIFF_BYTES = 8 * 1024
 # Largest piece of decompressed output produced at once, so a gzip bomb never lands in memory whole.
 DECOMPRESS_BLOCK = 1024 * 1024
 
+# (number of the first line, whole lines ending with b"\n", whether a skipped over-long line follows them)
+RawBlock = tuple[int, bytes, bool]
+
 
 def _binary_kind(head: bytes) -> str | None:
     """What the first bytes look like when they are not text, in words a data scientist recognises."""
@@ -48,6 +51,9 @@ class LineReader:
         self._limits = limits
         self._issues = issues
         self.stop_code: str | None = None
+        # `blocks` yields one line at a time while this is True: the caller looks for the file's first non-blank
+        # line and may stop there (a JSON array), and must then have read no further than a line-by-line reader.
+        self.line_by_line = True
 
     # -- bytes ---------------------------------------------------------------------------------------------------
 
@@ -123,7 +129,8 @@ class LineReader:
 
     # -- lines ---------------------------------------------------------------------------------------------------
 
-    def __iter__(self) -> Iterator[tuple[int, bytes | None]]:
+    def _text_chunks(self) -> Iterator[bytes] | None:
+        """The decompressed text after the binary sniff and the BOM; None when the input is not text."""
         raw = self._raw_chunks()
         head = b""
         for chunk in raw:
@@ -140,7 +147,7 @@ class LineReader:
                 f"This file is not a text dataset: it looks like {kind}.",
                 "Export the dataset as JSON Lines: UTF-8 text with one JSON object per line.",
             )
-            return
+            return None
         if head.startswith(UTF8_BOM):
             head = head[len(UTF8_BOM) :]
             self._issues.add(
@@ -150,7 +157,92 @@ class LineReader:
                 "The file starts with a byte order mark (BOM); it was ignored.",
                 "Save the file as UTF-8 without BOM; some training tools choke on it.",
             )
-        yield from self._split(chain((head,), raw))
+        return chain((head,), raw)
+
+    def __iter__(self) -> Iterator[tuple[int, bytes | None]]:
+        chunks = self._text_chunks()
+        if chunks is not None:
+            yield from self._split(chunks)
+
+    def blocks(self, block_bytes: int, block_lines: int) -> Iterator[RawBlock | None]:
+        """The text as blocks of whole lines, each one `bytes` object, so that no per-line work happens here.
+
+        Yields `(first_line_number, data, too_long_last)`: `data` is whole lines, each ending with b"\\n" (one is
+        added to a last line that lacks it), about `block_bytes` or `block_lines` lines long; `too_long_last` means
+        one more line, numbered right after `data`'s, is over the line limit and was skipped unread (a block ends
+        there). Lines over the limit that fit in a block whole are left to the checker (`over_limit`). While
+        `line_by_line` is True, each block is one line, yielded before anything after it is read. Yields None
+        once, first, when file-level issues found before line 1 (BOM, a gzip break in the first 8 KiB) are
+        pending: they belong before every line's. What breaks the stream later stays pending after the last block,
+        as with `__iter__`; so does the unfinished line at a break, which is dropped.
+        """
+        chunks = self._text_chunks()
+        if self._issues.pending:
+            yield None
+        if chunks is None:
+            return
+        held_limit = self._limits.line_limit_bytes + 1  # + the CR of a CRLF line end
+        number = 1  # the number of the buffer's first line
+        buffer: list[bytes] = []
+        buffered = 0  # bytes in `buffer`
+        newlines = 0  # b"\\n" in `buffer`
+        tail = 0  # bytes after the last b"\\n" in `buffer`: the unfinished line
+        held: bytes | None = None  # while skipping a line over the limit: the whole lines before it
+        for chunk in chunks:
+            if held is not None:
+                end = chunk.find(b"\n")
+                if end < 0:
+                    continue  # still inside the skipped line
+                yield number, held, True
+                number += held.count(b"\n") + 1
+                held = None
+                chunk = chunk[end + 1 :]
+                if not chunk:
+                    continue
+            buffer.append(chunk)
+            buffered += len(chunk)
+            found = chunk.count(b"\n")
+            if found:
+                newlines += found
+                tail = len(chunk) - 1 - chunk.rfind(b"\n")
+            else:
+                tail += len(chunk)
+            if newlines and (buffered >= block_bytes or newlines >= (1 if self.line_by_line else block_lines)):
+                data = b"".join(buffer) if len(buffer) > 1 else buffer[0]
+                start = 0  # an offset, not slices of the rest: cutting many small blocks stays linear
+                while newlines:
+                    lines_cap = 1 if self.line_by_line else block_lines  # the caller may change it in between
+                    if len(data) - start < block_bytes and newlines < lines_cap:
+                        break
+                    if newlines > lines_cap:
+                        cut = start - 1
+                        for _ in range(lines_cap):
+                            cut = data.find(b"\n", cut + 1)
+                        cut += 1
+                        count = lines_cap
+                    else:
+                        cut = len(data) - tail
+                        count = newlines
+                    yield number, data[start:cut], False
+                    number += count
+                    newlines -= count
+                    start = cut
+                rest = data[start:]
+                buffer = [rest] if rest else []
+                buffered = len(rest)
+            if tail > held_limit:
+                data = b"".join(buffer)
+                held = data[: len(data) - tail]
+                buffer, buffered, newlines, tail = [], 0, 0, 0
+        if held is not None:
+            if held or self.stop_code is None:
+                yield number, held, self.stop_code is None
+        elif buffer:
+            data = b"".join(buffer)
+            if tail and self.stop_code is None:
+                yield number, data + b"\n", False
+            elif len(data) > tail:
+                yield number, data[: len(data) - tail], False
 
     def _split(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes | None]]:
         limit = self._limits.line_limit_bytes
@@ -174,7 +266,7 @@ class LineReader:
                     part = b"".join(pending)
                     pending = []
                     pending_size = 0
-                yield number, None if _over_limit(part, limit) else part
+                yield number, None if over_limit(part, limit) else part
             if tail and not too_long:
                 pending_size += len(tail)
                 if pending_size > held_limit:
@@ -189,10 +281,10 @@ class LineReader:
             yield number + 1, None
         elif pending:
             part = b"".join(pending)
-            yield number + 1, None if _over_limit(part, limit) else part
+            yield number + 1, None if over_limit(part, limit) else part
 
 
-def _over_limit(line: bytes, limit: int) -> bool:
+def over_limit(line: bytes, limit: int) -> bool:
     """Longer than `limit` bytes, not counting the CR of a CRLF line end."""
     return len(line) > limit and (len(line) > limit + 1 or line[-1:] != b"\r")
 

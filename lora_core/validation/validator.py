@@ -1,5 +1,8 @@
-"""One streaming pass: bytes → lines (reader.py) → blocks of lines, checked in order in this process or, for a
+"""One streaming pass: bytes → blocks of whole lines (reader.py) → checked in order in this process or, for a
 large input, in worker processes (blocks.py, parallel.py) → merged in line order with what spans lines → report.
+
+This process does no work per line (beyond the file's first non-blank line): a block travels as one `bytes`
+object and is split into lines by whoever checks it, so on two cores the workers get nearly all the CPU.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from lora_core.validation.blocks import (
     FORMAT_SHAPES,
     ID_NOTE,
     BlockChecker,
+    BlockJob,
     BlockResult,
     size_words,
 )
 from lora_core.validation.limits import MIB, ValidationLimits
 from lora_core.validation.parallel import BlockPool
-from lora_core.validation.reader import LineReader
+from lora_core.validation.reader import LineReader, over_limit
 from lora_core.validation.report import DatasetStats, IssueCollector, PendingIssues, ValidationReport
 from lora_core.validation.rules import duplicate_id
 from lora_core.validation.stats import ExampleTotals, duplicate_example
@@ -40,6 +44,27 @@ BLOCK_BYTES = 2 * MIB
 BLOCK_LINES = 20_000
 # Worker processes take a fraction of a second to start: below this many bytes of lines, everything stays here.
 PARALLEL_FROM_BYTES = 32 * MIB
+
+
+def _first_nonblank(
+    first_number: int, data: bytes, too_long_last: bool, line_limit: int
+) -> tuple[int | None, int | None]:
+    """The number of the first non-blank line in a block, if any, and, when that line opens a JSON array, its byte
+    offset in `data` (the file is then a JSON array: `json_array_file`). A line over the limit counts as non-blank
+    and is not looked into."""
+    number = first_number
+    start = 0
+    end = len(data)
+    while start < end:
+        stop = data.index(b"\n", start)
+        line = data[start:stop]
+        if over_limit(line, line_limit):
+            return number, None
+        if line[:1] == b"{" or line.strip(b" \t\r"):
+            return number, start if line.lstrip(b" \t\r")[:1] == b"[" else None
+        number += 1
+        start = stop + 1
+    return (number if too_long_last else None), None
 
 
 def _check_format(fmt: str) -> None:
@@ -148,45 +173,30 @@ class _Validation:
         self.lines_bytes = 0
         self.pool: BlockPool | None = None
         # Blocks handed to workers, oldest first, with what it takes to check them again here.
-        self.in_flight: deque[tuple[Future[BlockResult], list[bytes | None], int | None]] = deque()
+        self.in_flight: deque[tuple[Future[BlockResult], BlockJob]] = deque()
 
     def run(self, chunks: Iterable[bytes]) -> ValidationReport:
         reader_issues = PendingIssues()
         reader = LineReader(chunks, self.limits, reader_issues)
-        block_bytes = self.block_bytes
-        block_lines = self.block_lines
+        line_limit = self.limits.line_limit_bytes
         first_nonblank: int | None = None
         array_file = False
-        block: list[bytes | None] = []
-        size = 0
-        first_number = 1
         try:
-            for number, line in reader:
-                if reader_issues.pending:
-                    # The reader found something between lines: it goes after the lines before it.
-                    if block:
-                        self._dispatch(first_number, block, first_nonblank, size)
-                        block, size = [], 0
-                    self._drain()
+            for raw in reader.blocks(self.block_bytes, self.block_lines):
+                if raw is None:
+                    # File-level findings from before line 1 (BOM, an early gzip break) go before every line's.
                     reader_issues.move_to(self.issues)
-                if not block:
-                    first_number = number
+                    continue
+                first_number, data, too_long_last = raw
                 if first_nonblank is None:
-                    if line is None:
-                        first_nonblank = number
-                    elif line[:1] == b"{" or line.strip(b" \t\r"):
-                        first_nonblank = number
-                        if line.lstrip(b" \t\r")[:1] == b"[":
-                            array_file = True
-                            break
-                block.append(line)
-                if line is not None:
-                    size += len(line)
-                if size >= block_bytes or len(block) >= block_lines:
-                    self._dispatch(first_number, block, first_nonblank, size)
-                    block, size = [], 0
-            if block:
-                self._dispatch(first_number, block, first_nonblank, size)
+                    first_nonblank, array_at = _first_nonblank(first_number, data, too_long_last, line_limit)
+                    reader.line_by_line = first_nonblank is None
+                    if array_at is not None:
+                        array_file = True
+                        if array_at:  # the blank lines before it are checked as usual
+                            self._dispatch((first_number, data[:array_at], False, first_nonblank))
+                        break
+                self._dispatch((first_number, data, too_long_last, first_nonblank))
             self._drain()
         finally:
             if self.pool is not None:
@@ -209,24 +219,24 @@ class _Validation:
 
     # -- blocks --------------------------------------------------------------------------------------------------
 
-    def _dispatch(self, first_number: int, block: list[bytes | None], first_nonblank: int | None, size: int) -> None:
+    def _dispatch(self, job: BlockJob) -> None:
         """Check a block here, or hand it to a worker once the input has proved large."""
-        self.lines_bytes += size
+        self.lines_bytes += len(job[1])
         if self.pool is None and self.workers and self.lines_bytes > self.parallel_from_bytes:
             self.pool = BlockPool(self.workers, self.fmt, self.limits)
             self.info.workers = self.workers
         hint = (self.shape, self.shape_line)
         if self.pool is None:
-            self._merge(self.checker.check(first_number, block, first_nonblank, hint), block, first_nonblank)
+            self._merge(self.checker.check_bytes(*job, hint), job)
             return
         # Two blocks per worker: one being checked, one waiting, so no worker idles while results are merged.
         while len(self.in_flight) >= 2 * self.workers:
             self._merge_oldest()
-        self.in_flight.append((self.pool.submit(first_number, block, first_nonblank, hint), block, first_nonblank))
+        self.in_flight.append((self.pool.submit(*job, hint), job))
 
     def _merge_oldest(self) -> None:
-        future, block, first_nonblank = self.in_flight.popleft()
-        self._merge(future.result(), block, first_nonblank)
+        future, job = self.in_flight.popleft()
+        self._merge(future.result(), job)
 
     def _drain(self) -> None:
         while self.in_flight:
@@ -247,14 +257,14 @@ class _Validation:
             and (not result.cid_before_fix or self.shape == self.checker.bare_id_shape)
         )
 
-    def _merge(self, result: BlockResult, block: list[bytes | None], first_nonblank: int | None) -> None:
+    def _merge(self, result: BlockResult, job: BlockJob) -> None:
         """Take a block's result into the file's, in line order; the cross-line rules are decided here."""
         if result.worker is not None:
             pid, peak = result.worker
             peaks = self.info.worker_peak_rss_kib
             peaks[pid] = max(peaks.get(pid, 0), peak)
         if not self._holds(result):
-            result = self.checker.check(result.first_number, block, first_nonblank, (self.shape, self.shape_line))
+            result = self.checker.check_bytes(*job, (self.shape, self.shape_line))
         if self.shape is None and result.first_fix is not None:
             self.shape, self.shape_line = result.first_fix
         self.record_lines += result.record_lines
