@@ -22,7 +22,7 @@ import tempfile
 import time
 import unicodedata
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -557,10 +557,15 @@ class S3Store(ObjectStore):
         self.part_size = part_size
         self.client = client if client is not None else make_s3_client(endpoint_url, region)
 
-    def ensure_bucket(self) -> None:
-        """Create the bucket if it is missing (MinIO, moto and tests; production buckets are made by ops)."""
+    def ensure_bucket(self, cors_origins: Sequence[str] = ()) -> None:
+        """Create the bucket if it is missing (MinIO, moto and tests; production buckets are made by ops).
+
+        With `cors_origins`, also allow browsers on those origins to PUT to presigned URLs: the Upload page sends
+        the file straight from the browser to the bucket, which a bucket without such a CORS rule refuses.
+        """
         try:
             self.client.head_bucket(Bucket=self.bucket)
+            self._allow_browser_uploads(cors_origins)
             return
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
@@ -577,6 +582,20 @@ class S3Store(ObjectStore):
                 raise _translate_s3_error(exc) from exc
         except BotoCoreError as exc:
             raise _translate_s3_error(exc) from exc
+        self._allow_browser_uploads(cors_origins)
+
+    def _allow_browser_uploads(self, origins: Sequence[str]) -> None:
+        if not origins:
+            return
+        rule = {
+            "AllowedOrigins": list(origins),
+            "AllowedMethods": ["PUT", "GET", "HEAD"],
+            "AllowedHeaders": ["*"],
+            "ExposeHeaders": ["ETag"],
+            "MaxAgeSeconds": 3600,
+        }
+        with _s3_errors():
+            self.client.put_bucket_cors(Bucket=self.bucket, CORSConfiguration={"CORSRules": [rule]})
 
     def upload_target(self, key: str, size: int, content_type: str = "application/octet-stream") -> UploadTarget:
         """A presigned PUT that signs Content-Type and Content-Length, so S3 accepts exactly `size` bytes.
@@ -726,5 +745,5 @@ def make_store(settings: Settings) -> ObjectStore:
         download_ttl=settings.download_url_ttl_seconds,
     )
     if settings.s3_create_bucket:
-        store.ensure_bucket()
+        store.ensure_bucket(cors_origins=[settings.public_base_url])
     return store

@@ -27,7 +27,8 @@ def _revoke(token_id: str, name: str) -> None:
     except ServiceError as error:
         st.session_state[FLASH_KEY] = ("error", error.message)
         return
-    st.session_state[FLASH_KEY] = ("success", f"Revoked “{name}”: requests with it are refused from now on.")
+    message = f"Revoked “{escape_markdown(name)}”: requests with it are refused from now on."
+    st.session_state[FLASH_KEY] = ("success", message)
 
 
 st.title("Settings")

@@ -486,6 +486,10 @@ def test_make_store_s3_creates_bucket(moto_endpoint: str, tmp_path: Path) -> Non
 
     assert isinstance(store, S3Store) and store.bucket == bucket
     store.check()
+    # Browsers on the app's origin may PUT straight to presigned URLs (the Upload page needs that rule).
+    [rule] = store.client.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    assert rule["AllowedOrigins"] == ["http://127.0.0.1:8501"]
+    assert "PUT" in rule["AllowedMethods"]
 
 
 def closed_port_url() -> str:
