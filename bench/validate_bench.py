@@ -5,8 +5,9 @@
 Measures, each in its own child process so peak RSS is that measurement's alone:
   1. orjson     bare `orjson.loads` per line (`for line in file`, binary): the yardstick
   2. e02        the E02 spec's way: read() the whole text, splitlines(), json.loads per line
-  3. local      the validator on the local file, as validate_file runs it in production (default limits, so worker
-                processes for inputs over 32 MiB: LORA_VALIDATION_WORKERS, else up to 2)
+  3. local      the validator on the local file, as validate_file runs it in production (default limits and the
+                file's size as a hint, so worker processes from the start for inputs over 32 MiB:
+                LORA_VALIDATION_WORKERS, else up to 2)
   4. s3         the same over get_object(...)["Body"].iter_chunks(1 MiB) from a moto server, which runs in
                 yet another process (moto holds the whole object in memory; that memory is not the validator's)
 Targets: validator MB/s ≥ 0.50 × orjson's, and validator peak RSS ≤ 200 MiB. The peak RSS of the validating process
@@ -219,8 +220,11 @@ def _measure(mode: str, target: str) -> dict[str, Any]:
     elif mode in ("local", "s3"):
         # What validate_file and validate_stream run, with the report of how it ran (workers and their memory).
         if mode == "local":
+            # validate_file passes the file's size, so that worker processes start with the first block.
+            size = Path(target).stat().st_size
             with open(target, "rb") as handle:
-                report, info = run_validation(iter(lambda: handle.read(READ_BLOCK_BYTES), b""), limits=limits)
+                chunks = iter(lambda: handle.read(READ_BLOCK_BYTES), b"")
+                report, info = run_validation(chunks, limits=limits, size_hint=size)
         else:
             body = client.get_object(Bucket=bucket, Key=key)["Body"]
             report, info = run_validation(body.iter_chunks(MIB), limits=limits)

@@ -28,6 +28,10 @@ def _start_worker(fmt: str, limits: ValidationLimits) -> None:
     _checker = BlockChecker(fmt, limits)
 
 
+def _started() -> tuple[int, int] | None:
+    return (os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) if resource is not None else None
+
+
 def _check_block(
     first_number: int, data: bytes, too_long_last: bool, first_nonblank: int | None, hint: ShapeHint
 ) -> BlockResult:
@@ -52,6 +56,12 @@ class BlockPool:
             initializer=_start_worker,
             initargs=(fmt, limits),
         )
+        # One no-op per worker: the workers start now, and `started` tells when they are up.
+        self._warm_up = [self._executor.submit(_started) for _ in range(workers)]
+
+    def started(self) -> bool:
+        """Whether every worker is up; until then the caller checks blocks itself rather than wait."""
+        return all(future.done() for future in self._warm_up)
 
     def submit(
         self, first_number: int, data: bytes, too_long_last: bool, first_nonblank: int | None, hint: ShapeHint
