@@ -271,8 +271,62 @@ class RecordRules:
     def _check_history(
         self, history: list[Any], line: int, user_input: str | None, messages: list[TrainingMessage]
     ) -> None:
-        """History entries, their alternation, and the exporter's repeated last user message."""
-        add = self.add
+        """History entries, their alternation, and the exporter's repeated last user message.
+
+        Fast path for the exporter's usual history (objects with a non-empty string content, roles alternating
+        from `user`), which needs none of the bookkeeping of `_check_history_entries`; anything else is checked
+        again from the start there.
+        """
+        start = len(messages)
+        append = messages.append
+        expected = "user"
+        for entry in history:
+            if type(entry) is not dict:
+                break
+            role = entry.get("role")
+            content = entry.get("content")
+            if role != expected or type(content) is not str or not content:
+                break
+            append((role, content, None, False))
+            expected = "assistant" if expected == "user" else "user"
+        else:
+            if expected == "assistant":  # it ends with a user entry
+                index = len(history) - 1
+                content = messages[-1][1]
+                if user_input is not None and (content == user_input or content.strip() == user_input.strip()):
+                    messages.pop()
+                    self._repeated_user_input(line, index)
+                else:
+                    self._history_ends_with_user(line, index)
+            return
+        del messages[start:]
+        self._check_history_entries(history, line, user_input, messages)
+
+    def _repeated_user_input(self, line: int, index: int) -> None:
+        self.add(
+            "repeated_user_input",
+            line,
+            f"conversation_history[{index}]",
+            "The last history entry repeats `current_user_input`; a trainer that appends both sends the "
+            "same user message twice in a row, which strict chat templates reject.",
+            "Drop the last history entry when converting (this validator's statistics already do), or "
+            "re-export without it.",
+        )
+
+    def _history_ends_with_user(self, line: int, index: int) -> None:
+        self.add(
+            "role_order",
+            line,
+            f"conversation_history[{index}].role",
+            "The history ends with a user message that differs from `current_user_input`, so two user "
+            "messages would follow each other.",
+            "End the history with the assistant's reply, or make its last user entry the same as `current_user_input`.",
+        )
+
+    def _check_history_entries(
+        self, history: list[Any], line: int, user_input: str | None, messages: list[TrainingMessage]
+    ) -> None:
+        """`_check_history` for a history with something to report."""
         valid: list[tuple[int, str, str | None]] = []  # (index, role, content if a string) of role-valid entries
         order_reported = False
         expected = "user"
@@ -309,25 +363,9 @@ class RecordRules:
                 and (content == user_input or content.strip() == user_input.strip())
             ):
                 repeated_index = index
-                add(
-                    "repeated_user_input",
-                    line,
-                    f"conversation_history[{index}]",
-                    "The last history entry repeats `current_user_input`; a trainer that appends both sends the "
-                    "same user message twice in a row, which strict chat templates reject.",
-                    "Drop the last history entry when converting (this validator's statistics already do), or "
-                    "re-export without it.",
-                )
+                self._repeated_user_input(line, index)
             elif not order_reported:
-                self.add(
-                    "role_order",
-                    line,
-                    f"conversation_history[{index}].role",
-                    "The history ends with a user message that differs from `current_user_input`, so two user "
-                    "messages would follow each other.",
-                    "End the history with the assistant's reply, or make its last user entry the same as "
-                    "`current_user_input`.",
-                )
+                self._history_ends_with_user(line, index)
 
         for index, role, content in valid:
             if content is not None and index != repeated_index:
@@ -356,37 +394,49 @@ class RecordRules:
 
     def _check_metadata(self, obj: dict[str, Any], line: int) -> None:
         add = self.add
-        for name in METADATA_FIELDS:
-            value = obj.get(name, MISSING)
-            if type(value) is dict:
-                continue
-            if value is MISSING:
-                add(
-                    "missing_metadata",
-                    line,
-                    name,
-                    f"`{name}` is missing; filtering and reports by it will skip this line.",
-                    f"Add `{name}` (an object) if your exporter has it.",
-                )
-            else:
-                self.wrong_type(line, name, value, "an object")
+        get = obj.get
+        metadata = get("conversation_metadata", MISSING)
+        emotional = get("emotional_context", MISSING)
+        training = get("training_metadata", MISSING)
+        if not (type(metadata) is dict and type(emotional) is dict and type(training) is dict):
+            for name, value in zip(METADATA_FIELDS, (metadata, emotional, training), strict=True):
+                if type(value) is dict:
+                    continue
+                if value is MISSING:
+                    add(
+                        "missing_metadata",
+                        line,
+                        name,
+                        f"`{name}` is missing; filtering and reports by it will skip this line.",
+                        f"Add `{name}` (an object) if your exporter has it.",
+                    )
+                else:
+                    self.wrong_type(line, name, value, "an object")
 
-        metadata = obj.get("conversation_metadata")
         if self.check_scaffolding and type(metadata) is dict:
-            # A key set to null or "" carries no more information than a missing one, so both count as missing.
-            absent = [key for key in SCAFFOLDING_KEYS if metadata.get(key) in (None, "")]
-            if absent:
-                add(
-                    "missing_scaffolding",
-                    line,
-                    "conversation_metadata",
-                    f"`conversation_metadata` lacks the v4 scaffolding keys {', '.join(absent)}.",
-                    "Re-export with BrightRun v4, or choose the `brightrun_lora_v3` format if this is a v3 export.",
-                )
+            scaffolding = metadata.get
+            # Every key set to a truthy value: nothing to report (the usual case, without building a list).
+            if not (
+                scaffolding("persona_archetype")
+                and scaffolding("emotional_arc")
+                and scaffolding("emotional_arc_key")
+                and scaffolding("training_topic")
+                and scaffolding("training_topic_key")
+            ):
+                # A key set to null or "" carries no more information than a missing one, so both count as missing.
+                absent = [key for key in SCAFFOLDING_KEYS if scaffolding(key) in (None, "")]
+                if absent:
+                    add(
+                        "missing_scaffolding",
+                        line,
+                        "conversation_metadata",
+                        f"`conversation_metadata` lacks the v4 scaffolding keys {', '.join(absent)}.",
+                        "Re-export with BrightRun v4, or choose the `brightrun_lora_v3` format if this is a v3 export.",
+                    )
 
-        training = obj.get("training_metadata")
-        if type(training) is dict and "quality_score" in training:
-            score = training["quality_score"]
+        if type(training) is dict and (score := training.get("quality_score", MISSING)) is not MISSING:
+            if type(score) is float and LOW_QUALITY_BELOW <= score <= 5:
+                return  # the usual score: nothing to report
             field = "training_metadata.quality_score"
             if type(score) not in (int, float):  # bool is refused here too
                 self.wrong_type(line, field, score, "a number from 1 to 5")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Hashable
+from hashlib import sha1
+from itertools import product
 from typing import TYPE_CHECKING, Any
 
 from lora_core.validation.report import DatasetStats, Distribution, MessagesPerRole
@@ -28,8 +30,13 @@ AddIssue = Callable[..., None]
 
 SAMPLE_COUNT = 3
 SAMPLE_CONTENT_CHARS = 2000
-# Roles as integers in the example digest: a tuple of ints hashes the same in every process (a str does not).
-_ROLE_CODES = {"system": 0, "user": 1, "assistant": 2}
+# In the example digest, each message is its content's 64-bit digest XOR a constant for its (role, weight,
+# is_target): one int per message, and a tuple of ints hashes the same in every process (a str does not). The
+# constants are derived from their keys, so they are the same in every process too.
+_MESSAGE_SALTS: dict[tuple[str, int | None, bool], int] = {
+    key: int.from_bytes(sha1(repr(key).encode()).digest()[:8], "little")
+    for key in product(("system", "user", "assistant"), (None, 0, 1), (False, True))
+}
 
 
 def distribution(tally: Counter[int]) -> Distribution:
@@ -149,18 +156,16 @@ class ExampleCounter:
         known = self.count_tokens.known.get
         count_new = self.count_tokens.count_new
         role_counts = totals.role_counts
-        role_codes = _ROLE_CODES
+        salts = _MESSAGE_SALTS
         tokens = 0
         digest_parts: list[int] = []
+        append = digest_parts.append
         for role, content, weight, is_target in messages:
-            found = known(content)
-            if found is None:
-                found = count_new(content)
-            message_tokens, content_digest = found
+            found = known(content) or count_new(content)
+            message_tokens = found[0]
             tokens += message_tokens
             role_counts[role] += 1
-            # hash(None) is not the same in every process in Python 3.11: no weight is -1.
-            digest_parts += (role_codes[role], content_digest, -1 if weight is None else weight, is_target)
+            append(found[1] ^ salts[role, weight, is_target])
             if is_target:
                 totals.training_pairs += 1
                 totals.target_tokens += message_tokens
@@ -186,8 +191,9 @@ class ExampleCounter:
             )
 
         # An example with no training message has nothing to duplicate. A 64-bit hash of the messages' digests
-        # (ints hash alike in every process) keeps memory per example bounded. Two different examples share it with
-        # probability ~n²/2^64 (3e-8 for a million examples), and the cost is a warning.
+        # (salted by role, weight and target; ints hash alike in every process) keeps memory per example bounded.
+        # Two different examples share it with probability ~n²/2^64 (3e-8 for a million examples), and the cost is
+        # a warning.
         if messages:
             self.issues.note_example(line, hash(tuple(digest_parts)))
 
