@@ -9,6 +9,7 @@ the one a single pass gives; the in-process path runs the very same code, one bl
 
 from __future__ import annotations
 
+import gc
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,7 +159,21 @@ class BlockChecker:
 
         `first_nonblank` is the file's first non-blank line (a `_meta` header is allowed there); the caller has
         already handled a first line that opens a JSON array.
+
+        The cyclic garbage collector is paused meanwhile: parsed records hold no reference cycles, and its passes
+        over the thousands of containers each block allocates cost ~10% of the time.
         """
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._check(first_number, lines, first_nonblank, hint)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _check(
+        self, first_number: int, lines: list[bytes | None], first_nonblank: int | None, hint: ShapeHint
+    ) -> BlockResult:
         issues = BlockIssues()
         result = BlockResult(first_number, hint, issues.stream, issues.dropped, ExampleTotals())
         self.result = result
