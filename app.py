@@ -12,6 +12,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import streamlit as st
+import uvicorn.config
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from lora_core.api import api_routes
 from lora_core.runtime import get_runtime
@@ -20,6 +22,21 @@ from lora_core.sweep import start_sweep, stop_sweep
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 # APScheduler logs every run of the sweep at INFO (several lines a second at short intervals); ours says what matters.
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _proxy_headers_ignored(app: Any, trusted_hosts: Any = None) -> ProxyHeadersMiddleware:
+    """uvicorn's proxy-headers middleware, trusting no peer: the client address stays the TCP peer's."""
+    return ProxyHeadersMiddleware(app, trusted_hosts=[])
+
+
+# uvicorn (which `streamlit run` uses for an st.App) replaces the client address with the X-Forwarded-For one when
+# the peer is in FORWARDED_ALLOW_IPS (default 127.0.0.1 and ::1). Our proxy mode decides itself whom to trust
+# (LORA_TRUSTED_PROXIES, checked against the direct peer, for the API and the pages alike), so a local proxy's
+# X-Forwarded-For would make its requests look like the end user's and never sign anyone in. Setting
+# FORWARDED_ALLOW_IPS here is too late: Streamlit builds uvicorn's Config, which reads it, before it imports this
+# file. uvicorn wraps the app in that middleware just after importing it (Config.load), so replacing the name
+# uvicorn.config looks it up by takes effect; tests/test_security.py proves it against a running server.
+uvicorn.config.ProxyHeadersMiddleware = _proxy_headers_ignored  # type: ignore[assignment,misc]
 
 
 @asynccontextmanager

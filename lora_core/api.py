@@ -12,19 +12,36 @@ cannot drift from what is served. Status codes:
 |---|---|
 | 400 | invalid input: per-field `details` (`field`, `message`, `code`); unknown fields; a body that is not JSON |
 | 401 | no valid credentials (API routes), or a storage link that is forged or expired |
+| 403 | a browser request from another site, or for a Host that is not this app (see "Browser guard" below) |
 | 404 | a dataset or notification that does not exist or is not yours (never 403), an unknown `/api/` path |
 | 405 | a known `/api/` path with a method it does not have |
 | 409 | the dataset is in the wrong state for the action (e.g. confirming twice) |
 | 413 | a body over its limit (64 KiB for JSON, the declared size or `LORA_MAX_UPLOAD_BYTES` for a file) |
+| 415 | a body that is not `Content-Type: application/json` (API routes; the storage upload takes raw bytes) |
 | 422 | the uploaded file failed the confirm checks (missing, wrong size): the dataset is now `error` |
 | 500 | anything unexpected; logged, answered as `{"error": "Internal server error"}` without internals |
 | 503 | storage or database unreachable |
+
+Browser guard (every `/api/` operation except health and the token-authenticated storage endpoints). In `local`
+mode every request is the local user, and in `proxy` mode the proxy signs in whoever its cookie names, so the
+browser itself is the credential; a page on any other site could otherwise make it call the API:
+- a body must be `Content-Type: application/json` (415): a cross-site page can send `text/plain` without a CORS
+  preflight, but not JSON, so this alone stops "simple" cross-site POSTs;
+- in `local` and `proxy` mode, a request is refused (403, code `cross_site_request`) when its `Sec-Fetch-Site`
+  is `cross-site` or `same-site`, or when it has an `Origin` that is neither the origin it was sent to (the
+  `Host` header) nor `LORA_PUBLIC_BASE_URL`'s;
+- in the same modes, a request whose `Host` is neither a loopback name (127.0.0.1, localhost, ::1) nor the host of
+  `LORA_PUBLIC_BASE_URL` is refused (403, code `untrusted_host`): that is a DNS-rebinding page reading our answers.
+Plain API clients (curl, scripts) send neither `Origin` nor `Sec-Fetch-Site` and are not affected. `oidc` mode
+accepts only bearer tokens, which another site's page cannot have, so only the JSON rule applies there. 403 here
+is about where a request comes from, never about whether a dataset exists (that stays 404).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -54,6 +71,7 @@ from lora_core.errors import (
 )
 from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind
 from lora_core.runtime import Runtime
+from lora_core.settings import Settings
 from lora_core.storage import (
     ExpiredToken,
     InvalidKey,
@@ -314,12 +332,17 @@ def _problems(error: ValidationError) -> list[FieldProblem]:
     ]
 
 
-def endpoint(handler: Handler, get_runtime: RuntimeGetter) -> Endpoint:
-    """Wrap a handler so every error becomes the envelope, and nothing internal leaks into a 500."""
+def endpoint(handler: Handler, get_runtime: RuntimeGetter, *, browser_guard: bool = True) -> Endpoint:
+    """Wrap a handler so every error becomes the envelope, and nothing internal leaks into a 500.
+
+    With `browser_guard`, requests another site's page could have made are refused first (`refuse_foreign_request`).
+    """
 
     async def run(request: Request) -> Response:
         try:
             runtime = get_runtime()
+            if browser_guard:
+                refuse_foreign_request(request, runtime.settings)
             return await handler(request, runtime)
         except ApiError as error:
             return error_response(error.status_code, error.message, error.details, error.code)
@@ -339,6 +362,59 @@ def endpoint(handler: Handler, get_runtime: RuntimeGetter) -> Endpoint:
 async def in_thread(work: Callable[[], T]) -> T:
     """Database and storage calls block: run them off the event loop."""
     return await anyio.to_thread.run_sync(work)
+
+
+# --- Browser guard: cross-site requests and DNS rebinding (see the module docstring) ----------------------------
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# `same-site` includes other ports of the same host and sibling subdomains: other origins, so refused as well.
+FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length", "").strip()
+    return "transfer-encoding" in request.headers or (length.isdigit() and int(length) > 0)
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
+def _hostname(netloc: str) -> str | None:
+    """`example.com:8501` -> `example.com`, `[::1]:8501` -> `::1` (lowercase); None when there is no host."""
+    try:
+        return urllib.parse.urlsplit(f"//{netloc}").hostname or None
+    except ValueError:
+        return None
+
+
+def _origin_of(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def refuse_foreign_request(request: Request, settings: Settings) -> None:
+    """Raise 415 or 403 for a request another site's page could have made (rules in the module docstring)."""
+    if _has_body(request) and not _is_json(request.headers.get("content-type", "")):
+        raise ApiError(
+            415, "Send the body as JSON, with 'Content-Type: application/json'.", code="unsupported_media_type"
+        )
+    if settings.auth_mode == "oidc":
+        return
+    host = request.headers.get("host", "").strip().lower()
+    public_host = _hostname(urllib.parse.urlsplit(settings.public_base_url).netloc)
+    if _hostname(host) not in LOOPBACK_HOSTS | {public_host}:
+        message = "This app does not answer for that host name; use the address in LORA_PUBLIC_BASE_URL."
+        raise ApiError(403, message, code="untrusted_host")
+    cross_site = ApiError(403, "Requests from other websites are refused.", code="cross_site_request")
+    if request.headers.get("sec-fetch-site", "").strip().lower() in FOREIGN_FETCH_SITES:
+        raise cross_site
+    origin = request.headers.get("origin")
+    if origin is not None:
+        origin = origin.strip().lower()  # "null" (a sandboxed frame, a file) is no origin of ours either
+        sent_to_itself = "://" in origin and urllib.parse.urlsplit(origin).netloc == host
+        if not (sent_to_itself or origin == _origin_of(settings.public_base_url)):
+            raise cross_site
 
 
 # --- Request helpers --------------------------------------------------------------------------------------------
@@ -683,9 +759,11 @@ async def storage_download(request: Request, runtime: Runtime) -> Response:
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "Invalid input: `details` names each field and what is wrong with it.",
     401: "Missing or invalid credentials (or, for storage links, a forged or expired token).",
+    403: "A request from another website, or for a host name that is not this app (local and proxy modes).",
     404: "Not found, or not yours.",
     409: "The dataset is in the wrong state for this action.",
     413: "The request body is over its limit.",
+    415: "The request has a body that is not `Content-Type: application/json`.",
     422: "The uploaded file failed the confirm checks (missing or wrong size); the dataset is now `error`.",
     500: "Unexpected error (logged); the message never includes internals.",
     503: "Storage or database unavailable.",
@@ -707,6 +785,13 @@ class Operation:
     query: type[BaseModel] | None = None
     path_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    browser_guard: bool = True  # False only for health and the token-authenticated storage endpoints
+
+    @property
+    def responses(self) -> tuple[int, ...]:
+        """Every error status the operation can answer: its own, and the browser guard's 403 and 415."""
+        guard = (403, 415) if self.browser_guard else ()
+        return tuple(sorted({*self.errors, *guard}))
 
 
 _ID_ERRORS = (401, 404, 500)
@@ -814,6 +899,7 @@ OPERATIONS: tuple[Operation, ...] = (
         HealthOut,
         (500, 503),
         authenticated=False,
+        browser_guard=False,
     ),
     Operation(
         "PUT",
@@ -824,6 +910,7 @@ OPERATIONS: tuple[Operation, ...] = (
         UploadedOut,
         (400, 401, 404, 409, 413, 500, 503),
         authenticated=False,
+        browser_guard=False,
         extra={"token": True, "binary_body": True},
     ),
     Operation(
@@ -835,6 +922,7 @@ OPERATIONS: tuple[Operation, ...] = (
         None,
         (401, 404, 500),
         authenticated=False,
+        browser_guard=False,
         extra={"token": True},
     ),
     Operation(
@@ -862,7 +950,9 @@ def api_routes(get_runtime: RuntimeGetter) -> list[BaseRoute]:
     """
     by_path: dict[str, dict[str, Endpoint]] = {}
     for operation in OPERATIONS:
-        by_path.setdefault(operation.path, {})[operation.method] = endpoint(operation.handler, get_runtime)
+        by_path.setdefault(operation.path, {})[operation.method] = endpoint(
+            operation.handler, get_runtime, browser_guard=operation.browser_guard
+        )
     routes: list[BaseRoute] = [Route(p, _dispatch(handlers), methods=ALL_METHODS) for p, handlers in by_path.items()]
     routes.append(Route("/api/{rest:path}", _unknown_route, methods=ALL_METHODS))
     return routes
@@ -990,7 +1080,7 @@ def _operation_spec(operation: Operation, defs: dict[str, Any]) -> dict[str, Any
     else:
         responses["200"] = {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {}}}}
     error_ref = _schema_of(ErrorOut, "serialization", defs)
-    for status in operation.errors:
+    for status in operation.responses:
         responses[str(status)] = {
             "description": ERROR_DESCRIPTIONS[status],
             "content": {"application/json": {"schema": error_ref}},
@@ -1010,6 +1100,10 @@ Upload, validate and manage LoRA fine-tuning datasets.
 `proxy` — a personal API token, or the user header set by a trusted proxy. Cookies are never used.
 
 **Envelope**: `{"success": true, "data": ...}`, or `{"error": "...", "details": [...], "code": "..."}`.
+
+**Browsers**: a request body must be `Content-Type: application/json` (else 415). In `local` and `proxy` mode, a
+request another website's page made (`Origin` or `Sec-Fetch-Site` from elsewhere), or one for a host name that is
+neither loopback nor `LORA_PUBLIC_BASE_URL`'s, is 403. Scripts that send neither header are not affected.
 """
 
 

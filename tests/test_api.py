@@ -374,7 +374,7 @@ def test_a_huge_chunked_json_body_is_413_without_reading_it_all(client: TestClie
             sent += 10_000
             yield b"x" * 10_000
 
-    response = client.post("/api/datasets", content=endless())
+    response = client.post("/api/datasets", content=endless(), headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert _dataset_rows(engine) == []
 
@@ -488,7 +488,7 @@ def test_openapi_documents_every_route_with_resolvable_schemas(client: TestClien
     for ref in _refs(spec):
         assert ref.removeprefix("#/components/schemas/") in schemas, ref
     create = spec["paths"]["/api/datasets"]["post"]
-    assert set(create["responses"]) == {"201", "400", "401", "413", "500", "503"}
+    assert set(create["responses"]) == {"201", "400", "401", "403", "413", "415", "500", "503"}
     request_schema = schemas["DatasetCreateRequest"]
     assert request_schema["additionalProperties"] is False
     assert set(request_schema["required"]) == {"name", "fileName", "fileSize"}

@@ -66,7 +66,8 @@ def _wait_until_serving(url: str, server: subprocess.Popen[bytes], log: Path, ti
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh app process (lifespan, API routes and sweep included) on a temp data dir and a free port."""
+    """A fresh app process (lifespan, API routes and sweep included) on a temp data dir and a free port, opened
+    at http://localhost:<port> while its LORA_PUBLIC_BASE_URL says 127.0.0.1."""
     data_dir = tmp_path_factory.mktemp("browser-data")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -102,7 +103,9 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
         try:
             _wait_until_serving(f"{url}/_stcore/health", server, log)
-            yield url
+            # The browser opens the app by another name than LORA_PUBLIC_BASE_URL's: uploads must still work, so
+            # the page hands the component a relative upload URL (lora_ui.upload_flow.browser_upload_url).
+            yield f"http://localhost:{port}"
         finally:
             server.terminate()
             try:
