@@ -64,15 +64,16 @@ def _refuse_constant(name: str) -> None:
 class BlockIssues:
     """A block's issues and notes, in the order a single pass would add them.
 
-    Only the first `keep` issues of each kind (errors, warnings) are listed: the report lists the first `keep` line
-    issues of the file, and a block's later ones come after at least `keep` others. The rest are counted in
+    Only the first `room` issues of each kind (errors, warnings) are listed: the report lists the first
+    KEPT_LINE_ISSUES line issues of the file, and the caller passes how many of those are still free when the
+    block is handed out (an upper bound of what the merge can take from it). The rest are counted in
     `dropped`, after a COUNT_NOTE at the first of each code, so that the counts keep the order codes first appear in.
     """
 
-    def __init__(self, keep: int = KEPT_LINE_ISSUES) -> None:
+    def __init__(self, room: tuple[int, int] = (KEPT_LINE_ISSUES, KEPT_LINE_ISSUES)) -> None:
         self.stream: list[tuple[Any, ...]] = []
         self.dropped: dict[str, int] = {}
-        self._room = {False: keep, True: keep}  # is a warning → how many more can be listed
+        self._room = {False: room[0], True: room[1]}  # is a warning → how many more can be listed
 
     def add(
         self,
@@ -139,7 +140,13 @@ class BlockChecker:
         self.count_tokens = TokenCounter()
 
     def check_bytes(
-        self, first_number: int, data: bytes, too_long_last: bool, first_nonblank: int | None, hint: ShapeHint
+        self,
+        first_number: int,
+        data: bytes,
+        too_long_last: bool,
+        first_nonblank: int | None,
+        hint: ShapeHint,
+        room: tuple[int, int] = (KEPT_LINE_ISSUES, KEPT_LINE_ISSUES),
     ) -> BlockResult:
         """`check` on a block as the reader gives it (reader.LineReader.blocks): whole lines in one `bytes`, each
         ending with b"\\n", then, when `too_long_last`, a line over the limit that was skipped unread."""
@@ -150,10 +157,15 @@ class BlockChecker:
             lines = [None if line is not None and over_limit(line, limit) else line for line in lines]
         if too_long_last:
             lines.append(None)
-        return self.check(first_number, lines, first_nonblank, hint)
+        return self.check(first_number, lines, first_nonblank, hint, room)
 
     def check(
-        self, first_number: int, lines: list[bytes | None], first_nonblank: int | None, hint: ShapeHint
+        self,
+        first_number: int,
+        lines: list[bytes | None],
+        first_nonblank: int | None,
+        hint: ShapeHint,
+        room: tuple[int, int] = (KEPT_LINE_ISSUES, KEPT_LINE_ISSUES),
     ) -> BlockResult:
         """Check `lines`, numbered from `first_number` (None for a line over the line limit).
 
@@ -166,15 +178,20 @@ class BlockChecker:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            return self._check(first_number, lines, first_nonblank, hint)
+            return self._check(first_number, lines, first_nonblank, hint, room)
         finally:
             if collecting:
                 gc.enable()
 
     def _check(
-        self, first_number: int, lines: list[bytes | None], first_nonblank: int | None, hint: ShapeHint
+        self,
+        first_number: int,
+        lines: list[bytes | None],
+        first_nonblank: int | None,
+        hint: ShapeHint,
+        room: tuple[int, int],
     ) -> BlockResult:
-        issues = BlockIssues()
+        issues = BlockIssues(room)
         result = BlockResult(first_number, hint, issues.stream, issues.dropped, ExampleTotals())
         self.result = result
         self.issues = issues

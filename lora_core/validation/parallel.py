@@ -33,10 +33,15 @@ def _started() -> tuple[int, int] | None:
 
 
 def _check_block(
-    first_number: int, data: bytes, too_long_last: bool, first_nonblank: int | None, hint: ShapeHint
+    first_number: int,
+    data: bytes,
+    too_long_last: bool,
+    first_nonblank: int | None,
+    hint: ShapeHint,
+    room: tuple[int, int],
 ) -> BlockResult:
     assert _checker is not None, "the pool's initializer did not run"
-    result = _checker.check_bytes(first_number, data, too_long_last, first_nonblank, hint)
+    result = _checker.check_bytes(first_number, data, too_long_last, first_nonblank, hint, room)
     if resource is not None:
         result.worker = (os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     return result
@@ -64,10 +69,16 @@ class BlockPool:
         return all(future.done() for future in self._warm_up)
 
     def submit(
-        self, first_number: int, data: bytes, too_long_last: bool, first_nonblank: int | None, hint: ShapeHint
+        self,
+        first_number: int,
+        data: bytes,
+        too_long_last: bool,
+        first_nonblank: int | None,
+        hint: ShapeHint,
+        room: tuple[int, int],
     ) -> Future[BlockResult]:
         """Check a block (see BlockChecker.check_bytes): it travels as one bytes object, cheap to send."""
-        return self._executor.submit(_check_block, first_number, data, too_long_last, first_nonblank, hint)
+        return self._executor.submit(_check_block, first_number, data, too_long_last, first_nonblank, hint, room)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

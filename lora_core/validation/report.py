@@ -177,6 +177,11 @@ class IssueCollector:
                 )
             )
 
+    def room(self) -> tuple[int, int]:
+        """How many more line issues can be listed: (errors, warnings). Issues of a later block beyond these are
+        only counted, so a block need not send them."""
+        return self.keep - len(self._line_errors), self.keep - len(self._line_warnings)
+
     def count_only(self, code: str, number: int) -> None:
         """Count `number` line issues of `code` that are not listed (they come after the first `keep`)."""
         (self.warning_counts if code in WARNING_CODES else self.error_counts)[code] += number

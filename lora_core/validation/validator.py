@@ -245,13 +245,14 @@ class _Validation:
         if not self.pool_ready and self.pool is not None:
             self.pool_ready = self.lines_bytes > self.parallel_from_bytes or self.pool.started()
         if not self.pool_ready:
-            self._merge(self.checker.check_bytes(*job, hint), job)
+            self._merge(self.checker.check_bytes(*job, hint, self.issues.room()), job)
             return
         assert self.pool is not None
         # Two blocks per worker: one being checked, one waiting, so no worker idles while results are merged.
         while len(self.in_flight) >= 2 * self.workers:
             self._merge_oldest()
-        self.in_flight.append((self.pool.submit(*job, hint), job))
+        # The issues still listable now bound what this block can add to the list: it need not send more.
+        self.in_flight.append((self.pool.submit(*job, hint, self.issues.room()), job))
 
     def _merge_oldest(self) -> None:
         future, job = self.in_flight.popleft()
@@ -283,7 +284,7 @@ class _Validation:
             peaks = self.info.worker_peak_rss_kib
             peaks[pid] = max(peaks.get(pid, 0), peak)
         if not self._holds(result):
-            result = self.checker.check_bytes(*job, (self.shape, self.shape_line))
+            result = self.checker.check_bytes(*job, (self.shape, self.shape_line), self.issues.room())
         if self.shape is None and result.first_fix is not None:
             self.shape, self.shape_line = result.first_fix
         self.record_lines += result.record_lines
