@@ -100,6 +100,19 @@ class Dataset(SQLModel, table=True):
     lease_expires_at: datetime | None = None
 
 
+# The statistics columns of `Dataset`, named as in the report's `stats` (FORMAT.md), which fills them.
+STATISTIC_COLUMNS: tuple[str, ...] = (
+    "total_examples",
+    "total_conversations",
+    "total_training_pairs",
+    "total_turns",
+    "total_tokens",
+    "total_target_tokens",
+    "avg_turns_per_conversation",
+    "avg_tokens_per_pair",
+)
+
+
 class Notification(SQLModel, table=True):
     """A message to a dataset's owner, e.g. that validation finished."""
 

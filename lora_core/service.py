@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlmodel import Session, col, select
 
 from lora_core.errors import Conflict, FieldProblem, InvalidInput, NotFound, StorageUnavailable, UploadRejected
-from lora_core.models import Dataset, DatasetStatus, Notification, utcnow
+from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, Notification, utcnow
 from lora_core.settings import DATASET_FORMATS, DEFAULT_FORMAT, Settings
 from lora_core.storage import ObjectStore, StorageError, UploadTarget
 
@@ -302,14 +302,7 @@ def revalidate_dataset(session: Session, store: ObjectStore, user_id: str, datas
 
 def _reset_validation(dataset: Dataset) -> None:
     for name in (
-        "total_examples",
-        "total_conversations",
-        "total_training_pairs",
-        "total_turns",
-        "total_tokens",
-        "total_target_tokens",
-        "avg_turns_per_conversation",
-        "avg_tokens_per_pair",
+        *STATISTIC_COLUMNS,
         "error_count",
         "warning_count",
         "validated_at",

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
-from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
+from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, Notification, NotificationKind, utcnow
 from lora_core.runtime import build_runtime
 from lora_core.settings import Settings
 from lora_core.storage import ObjectNotFound, ObjectStore, TransientStorageError
@@ -202,16 +202,7 @@ class Sweeper:
             "warning_count": data["warning_count"],
             "error_message": None if valid else summarize_errors(data),
         }
-        for name in (
-            "total_examples",
-            "total_conversations",
-            "total_training_pairs",
-            "total_turns",
-            "total_tokens",
-            "total_target_tokens",
-            "avg_turns_per_conversation",
-            "avg_tokens_per_pair",
-        ):
+        for name in STATISTIC_COLUMNS:
             values[name] = stats.get(name)
         if valid:
             pairs = stats.get("total_training_pairs") or 0
