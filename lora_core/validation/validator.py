@@ -43,10 +43,10 @@ FEW_EXAMPLES_BELOW = 10
 BLOCK_BYTES = 2 * MIB
 BLOCK_LINES = 20_000
 # Worker processes take a fraction of a second to start (~0.25 s here): below this many bytes of lines, everything
-# stays here. The pool is started sooner, at POOL_START_BYTES (or at once when the caller's size hint says the input
-# is large), and blocks are checked here until its workers are up, so that starting them costs no time.
+# stays here. The pool starts there (or with the first block when the caller's size hint says the input is larger),
+# and blocks are checked here until its workers are up rather than wait for them, unless the input grows by as much
+# again meanwhile.
 PARALLEL_FROM_BYTES = 32 * MIB
-POOL_START_BYTES = 4 * MIB
 
 
 def _first_nonblank(
@@ -144,7 +144,7 @@ def run_validation(
     merge exact) and how it ran. `size_hint`, the input's size when known (a stored file's), lets worker processes
     start with the first block."""
     _check_format(fmt)
-    pool_from = min(POOL_START_BYTES, parallel_from_bytes)
+    pool_from = parallel_from_bytes
     if size_hint is not None and size_hint > parallel_from_bytes:
         pool_from = -1
     run = _Validation(fmt, limits, block_bytes, block_lines, parallel_from_bytes, pool_from)
@@ -243,7 +243,7 @@ class _Validation:
             self.info.workers = self.workers
         hint = (self.shape, self.shape_line)
         if not self.pool_ready and self.pool is not None:
-            self.pool_ready = self.lines_bytes > self.parallel_from_bytes or self.pool.started()
+            self.pool_ready = self.lines_bytes > 2 * self.parallel_from_bytes or self.pool.started()
         if not self.pool_ready:
             self._merge(self.checker.check_bytes(*job, hint, self.issues.room()), job)
             return
