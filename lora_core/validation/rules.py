@@ -610,5 +610,6 @@ class RecordRules:
         return weight
 
 
-def _article(word: str) -> str:
-    return "an" if word[:1] in "aeiou" else "a"
+def _article(role: str) -> str:
+    """'an assistant', but 'a user' and 'a system': by sound, not by first letter."""
+    return "an" if role == "assistant" else "a"
