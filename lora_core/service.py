@@ -101,6 +101,26 @@ def storage_file_name(file_name: str) -> str:
     return safe[:200]
 
 
+UPLOAD_FOLDER = "incoming"
+
+
+def upload_key_for(storage_path: str) -> str:
+    """Where the browser uploads a dataset's file: beside its storage path, in `incoming/`.
+
+    Confirm moves the file to the storage path, out of reach of the upload URL, which stays valid until it expires
+    (an hour): a later PUT to it cannot replace the file that was validated.
+    """
+    folder, _, name = storage_path.rpartition("/")
+    return f"{folder}/{UPLOAD_FOLDER}/{name}"
+
+
+def storage_path_for_upload_key(key: str) -> str | None:
+    """The storage path an upload key belongs to, or None when `key` is not an upload key."""
+    folder, _, name = key.rpartition("/")
+    head, _, marker = folder.rpartition("/")
+    return f"{head}/{name}" if marker == UPLOAD_FOLDER and head else None
+
+
 def _invalid_from(error: ValidationError) -> InvalidInput:
     problems = [
         FieldProblem(field=".".join(str(p) for p in e["loc"]) or "body", message=e["msg"], code=e["type"])
@@ -139,7 +159,7 @@ def create_dataset(
         file_size=data.file_size,
     )
     try:
-        upload = store.upload_target(dataset.storage_path, data.file_size)
+        upload = store.upload_target(upload_key_for(dataset.storage_path), data.file_size)
     except StorageError as error:
         raise StorageUnavailable(f"Could not prepare the upload: {error}") from error
     session.add(dataset)
@@ -175,7 +195,7 @@ def get_dataset(session: Session, user_id: str, dataset_id: uuid.UUID | str) -> 
 def confirm_upload(
     session: Session, store: ObjectStore, settings: Settings, user_id: str, dataset_id: uuid.UUID | str
 ) -> Dataset:
-    """Check the uploaded object against what was declared, then queue it for validation.
+    """Check the uploaded object against what was declared, move it to the storage path, queue it for validation.
 
     On a missing object, a size mismatch or an oversize file the dataset goes to `error` with a message that says
     which, the rejected object is removed, and `UploadRejected` carries that message to the caller.
@@ -183,10 +203,14 @@ def confirm_upload(
     dataset = _owned_dataset(session, user_id, dataset_id, for_update=True)
     if dataset.status != DatasetStatus.UPLOADING:
         raise Conflict(f"This dataset is already {dataset.status.value}; only an uploading dataset can be confirmed.")
+    upload_key = upload_key_for(dataset.storage_path)
     try:
-        info = store.head(dataset.storage_path)
+        info = store.head(upload_key)
+        moved_before = info is None and store.head(dataset.storage_path)
     except StorageError as error:
         raise StorageUnavailable(f"Could not check the uploaded file: {error}") from error
+    if moved_before:  # an earlier confirm moved the file but did not get to record it
+        info, upload_key = moved_before, dataset.storage_path
     problem: str | None = None
     if info is None:
         problem = "The file was never uploaded (nothing is stored for this dataset). Create the dataset again."
@@ -200,6 +224,11 @@ def confirm_upload(
     now = utcnow()
     dataset.updated_at = now
     if problem is None:
+        if upload_key != dataset.storage_path:
+            try:
+                store.move(upload_key, dataset.storage_path)
+            except StorageError as error:
+                raise StorageUnavailable(f"Could not store the uploaded file: {error}") from error
         dataset.status = DatasetStatus.VALIDATING
         session.add(dataset)
         session.commit()
@@ -211,10 +240,10 @@ def confirm_upload(
     session.commit()
     if info is not None:
         try:
-            store.delete(dataset.storage_path)
+            store.delete(upload_key)
         except StorageError as error:
             # The record already says the upload was rejected; the leftover object is only wasted space.
-            log.warning("could not remove rejected upload %s: %s", dataset.storage_path, error)
+            log.warning("could not remove rejected upload %s: %s", upload_key, error)
     raise UploadRejected(problem, [FieldProblem("file", problem, "upload_rejected")])
 
 
@@ -259,12 +288,14 @@ def list_datasets(
     return DatasetPage(items=list(items), total=total, page=page, limit=limit)
 
 
-def upload_allowed(session: Session, storage_path: str) -> bool:
-    """Whether a signed upload to `storage_path` may still write: only while its dataset waits for the file.
+def upload_allowed(session: Session, upload_key: str) -> bool:
+    """Whether a signed upload to `upload_key` may still write: only while its dataset waits for the file.
 
-    An upload URL stays valid until it expires; without this check a second PUT after confirm would replace the
-    file of a dataset that is being validated or is ready.
+    An upload URL stays valid until it expires; refusing it after confirm keeps stray files out of `incoming/`.
     """
+    storage_path = storage_path_for_upload_key(upload_key)
+    if storage_path is None:
+        return False
     status = session.exec(
         select(Dataset.status).where(Dataset.storage_path == storage_path, col(Dataset.deleted_at).is_(None))
     ).first()

@@ -200,6 +200,13 @@ class ObjectStore(abc.ABC):
         """Remove the object; deleting a missing object is not an error."""
 
     @abc.abstractmethod
+    def move(self, source: str, target: str) -> None:
+        """Move an object to another key (replacing what is there); `ObjectNotFound` if `source` is missing.
+
+        Used to take a confirmed upload out of reach of its still-valid upload URL.
+        """
+
+    @abc.abstractmethod
     def download_url(self, key: str, file_name: str) -> str:
         """An expiring URL that downloads the object as an attachment named `file_name`."""
 
@@ -410,6 +417,18 @@ class LocalStore(ObjectStore):
                 os.unlink(temp_name)
             raise
         return written
+
+    def move(self, source: str, target: str) -> None:
+        source_path = self.open_path(source)
+        target_path = self.open_path(target)
+        if not source_path.is_file():
+            raise ObjectNotFound("The file was not found in storage.")
+        try:
+            target_path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source_path, target_path)  # atomic: same file system, under one root
+        except OSError as exc:
+            raise StorageError("Could not move a file in local storage.") from exc
+        self._prune_empty_dirs(source_path.parent)
 
     def delete(self, key: str) -> None:
         path = self.open_path(key)
@@ -710,6 +729,14 @@ class S3Store(ObjectStore):
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except (BotoCoreError, ClientError):
             logger.warning("Could not abort multipart upload %s of %r", upload_id, key, exc_info=True)
+
+    def move(self, source: str, target: str) -> None:
+        """A server-side copy, then delete: nothing passes through this process (single copy: objects ≤ 5 GB)."""
+        check_key(source)
+        check_key(target)
+        with _s3_errors():
+            self.client.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source})
+        self.delete(source)
 
     def delete(self, key: str) -> None:
         check_key(key)

@@ -10,6 +10,7 @@ from sqlmodel import select
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from lora_core import service
 from lora_core.api import api_routes
 from lora_core.models import Dataset, DatasetStatus
 from lora_core.runtime import Runtime
@@ -31,10 +32,12 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
 
 
 def _upload_url(runtime: Runtime, key: str, size: int) -> str:
-    """A signed upload URL for `key`, with the `uploading` dataset that makes an upload to it acceptable."""
+    """A signed upload URL for the upload key `key`, with the `uploading` dataset that makes an upload acceptable."""
+    storage_path = service.storage_path_for_upload_key(key)
+    assert storage_path is not None, f"{key} is not an upload key"
     with runtime.session() as session:
-        if not session.exec(select(Dataset).where(Dataset.storage_path == key)).first():
-            user, _, file_name = key.partition("/")
+        if not session.exec(select(Dataset).where(Dataset.storage_path == storage_path)).first():
+            user, _, file_name = storage_path.partition("/")
             session.add(
                 Dataset(
                     user_id=user,
@@ -42,7 +45,7 @@ def _upload_url(runtime: Runtime, key: str, size: int) -> str:
                     format="openai_chat",
                     status=DatasetStatus.UPLOADING,
                     storage_bucket="local",
-                    storage_path=key,
+                    storage_path=storage_path,
                     file_name=file_name.rsplit("/", 1)[-1],
                     file_size=size,
                 )
@@ -57,10 +60,10 @@ def _files_under(root: Path) -> list[Path]:
 
 def test_upload_then_download_round_trips_bytes(client: TestClient, runtime: Runtime) -> None:
     data = b'{"a": 1}\n' * 1000
-    response = client.put(_upload_url(runtime, "u1/d1/file.jsonl", len(data)), content=data)
+    response = client.put(_upload_url(runtime, "u1/d1/incoming/file.jsonl", len(data)), content=data)
     assert response.status_code == 200, response.text
     assert response.json() == {"success": True, "data": {"size": len(data)}}
-    url = runtime.store.download_url("u1/d1/file.jsonl", "Données été.jsonl")
+    url = runtime.store.download_url("u1/d1/incoming/file.jsonl", "Données été.jsonl")
     download = client.get(url)
     assert download.status_code == 200
     assert download.content == data
@@ -74,7 +77,7 @@ def test_chunked_upload_without_content_length_is_streamed(client: TestClient, r
         for _ in range(50):
             yield b"x" * 10_000
 
-    response = client.put(_upload_url(runtime, "u1/d2/f.jsonl", 500_000), content=body())
+    response = client.put(_upload_url(runtime, "u1/d2/incoming/f.jsonl", 500_000), content=body())
     assert response.status_code == 200, response.text
     assert response.json()["data"]["size"] == 500_000
 
@@ -82,7 +85,7 @@ def test_chunked_upload_without_content_length_is_streamed(client: TestClient, r
 def test_declared_content_length_over_token_size_is_413_and_nothing_stored(
     client: TestClient, runtime: Runtime
 ) -> None:
-    response = client.put(_upload_url(runtime, "u1/d3/f.jsonl", 10), content=b"y" * 11)
+    response = client.put(_upload_url(runtime, "u1/d3/incoming/f.jsonl", 10), content=b"y" * 11)
     assert response.status_code == 413
     assert response.json()["error"]
     assert _files_under(runtime.settings.storage_root) == []
@@ -93,7 +96,7 @@ def test_streamed_body_over_token_size_is_413_and_nothing_stored(client: TestCli
         for _ in range(10):
             yield b"z" * 1000
 
-    response = client.put(_upload_url(runtime, "u1/d4/f.jsonl", 5000), content=body())
+    response = client.put(_upload_url(runtime, "u1/d4/incoming/f.jsonl", 5000), content=body())
     assert response.status_code == 413
     assert _files_under(runtime.settings.storage_root) == []
 
@@ -102,7 +105,7 @@ def test_body_over_max_upload_bytes_is_413(tmp_path: Path, settings: Settings, e
     small = settings.model_copy(update={"max_upload_bytes": 100})
     runtime = Runtime(settings=small, engine=engine, store=make_store(small))
     with TestClient(Starlette(routes=api_routes(lambda: runtime))) as client:
-        response = client.put(_upload_url(runtime, "u1/d5/f.jsonl", 1000), content=b"a" * 101)
+        response = client.put(_upload_url(runtime, "u1/d5/incoming/f.jsonl", 1000), content=b"a" * 101)
     assert response.status_code == 413
     assert _files_under(small.storage_root) == []
 
@@ -118,15 +121,15 @@ def test_forged_or_malformed_upload_token_is_401(client: TestClient, token: str)
 
 
 def test_download_token_cannot_upload_and_upload_token_cannot_download(client: TestClient, runtime: Runtime) -> None:
-    get_url = runtime.store.download_url("u1/d6/f.jsonl", "f.jsonl")
+    get_url = runtime.store.download_url("u1/d6/incoming/f.jsonl", "f.jsonl")
     assert client.put(get_url.replace("/download", "/upload"), content=b"x").status_code == 401
-    put_url = _upload_url(runtime, "u1/d6/f.jsonl", 1)
+    put_url = _upload_url(runtime, "u1/d6/incoming/f.jsonl", 1)
     assert client.get(put_url.replace("/upload", "/download")).status_code == 401
 
 
 def test_token_signed_with_another_key_is_401(client: TestClient, runtime: Runtime, tmp_path: Path) -> None:
     other = LocalStore(tmp_path, secret_key=b"other", public_base_url="http://x", upload_ttl=60, download_ttl=60)
-    response = client.put(other.upload_target("u1/d7/f.jsonl", 1).url.replace("http://x", ""), content=b"x")
+    response = client.put(other.upload_target("u1/d7/incoming/f.jsonl", 1).url.replace("http://x", ""), content=b"x")
     assert response.status_code == 401
 
 
@@ -140,13 +143,13 @@ def test_expired_token_is_401_and_says_so(client: TestClient, runtime: Runtime, 
         download_ttl=1,
         clock=lambda: 1_000_000.0,
     )
-    response = client.put(past.upload_target("u1/d8/f.jsonl", 1).url, content=b"x")
+    response = client.put(past.upload_target("u1/d8/incoming/f.jsonl", 1).url, content=b"x")
     assert response.status_code == 401
     assert "expired" in response.json()["error"]
 
 
 def test_download_of_missing_file_is_404(client: TestClient, runtime: Runtime) -> None:
-    response = client.get(runtime.store.download_url("u1/none/f.jsonl", "f.jsonl"))
+    response = client.get(runtime.store.download_url("u1/none/incoming/f.jsonl", "f.jsonl"))
     assert response.status_code == 404
 
 
@@ -154,7 +157,7 @@ def test_upload_after_the_dataset_stopped_waiting_is_409_and_the_file_is_kept(
     client: TestClient, runtime: Runtime
 ) -> None:
     first = b'{"a": 1}\n'
-    url = _upload_url(runtime, "u1/d9/file.jsonl", len(first))
+    url = _upload_url(runtime, "u1/d9/incoming/file.jsonl", len(first))
     assert client.put(url, content=first).status_code == 200
     with runtime.session() as session:
         dataset = session.exec(select(Dataset).where(Dataset.storage_path == "u1/d9/file.jsonl")).one()
@@ -164,10 +167,10 @@ def test_upload_after_the_dataset_stopped_waiting_is_409_and_the_file_is_kept(
     response = client.put(url, content=b'{"b": 2}\n')
     assert response.status_code == 409
     assert response.json()["code"] == "conflict"
-    assert b"".join(runtime.store.iter_chunks("u1/d9/file.jsonl")) == first
+    assert b"".join(runtime.store.iter_chunks("u1/d9/incoming/file.jsonl")) == first
 
 
 def test_upload_to_a_key_without_a_dataset_is_409(client: TestClient, runtime: Runtime) -> None:
-    url = runtime.store.upload_target("u1/none/file.jsonl", 3).url
+    url = runtime.store.upload_target("u1/none/incoming/file.jsonl", 3).url
     assert client.put(url, content=b"abc").status_code == 409
-    assert runtime.store.head("u1/none/file.jsonl") is None
+    assert runtime.store.head("u1/none/incoming/file.jsonl") is None

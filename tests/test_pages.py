@@ -551,7 +551,8 @@ def test_upload_flow_success_queues_for_validation(rt: Runtime) -> None:
     assert job["file"] == {"name": "c.jsonl", "size": len(body)}
     with rt.session() as session:
         assert service.get_dataset(session, ALICE, dataset_id).status == DatasetStatus.UPLOADING
-    rt.store.put_stream(service.get_dataset(rt.session(), ALICE, dataset_id).storage_path, iter([body]), 1000)
+    storage_path = service.get_dataset(rt.session(), ALICE, dataset_id).storage_path
+    rt.store.put_stream(service.upload_key_for(storage_path), iter([body]), 1000)  # as the browser's PUT does
     outcome = upload_flow.settle(rt, ALICE, dataset_id, {"job": job["id"], "ok": True, "status": 200})
     assert outcome == upload_flow.Outcome(dataset_id)
     with rt.session() as session:

@@ -40,7 +40,8 @@ def _create(session, store, settings, user=ALICE, **overrides):  # type: ignore[
 
 
 def _upload(store: LocalStore, dataset: Dataset, content: bytes = CONTENT) -> None:
-    store.put_stream(dataset.storage_path, [content], max_bytes=10**9)
+    """What the browser does with the upload URL: put the file at the dataset's upload key."""
+    store.put_stream(service.upload_key_for(dataset.storage_path), [content], max_bytes=10**9)
 
 
 def _count(engine: Engine, model: type) -> int:
@@ -59,7 +60,7 @@ class TestCreate:
         assert created.upload.method == "PUT"
         assert created.upload.url.startswith("http://127.0.0.1:8501/api/storage/upload?token=")
         claims = store.verify_token(created.upload.url.split("token=", 1)[1], "put")
-        assert claims.key == dataset.storage_path and claims.size == len(CONTENT)
+        assert claims.key == f"{ALICE}/{dataset.id}/incoming/My_Data_v2_.jsonl" and claims.size == len(CONTENT)
         stored = session.get(Dataset, dataset.id)
         assert stored is not None and stored.created_at.tzinfo is not None
         assert "http" not in stored.storage_path
@@ -121,6 +122,21 @@ class TestConfirm:
         _upload(store, dataset)
         confirmed = service.confirm_upload(session, store, settings, ALICE, dataset.id)
         assert confirmed.status == DatasetStatus.VALIDATING
+        assert b"".join(store.iter_chunks(dataset.storage_path)) == CONTENT
+
+    def test_a_later_upload_to_the_same_url_cannot_replace_the_confirmed_file(self, session, store, settings):
+        dataset = _create(session, store, settings).dataset
+        _upload(store, dataset)
+        service.confirm_upload(session, store, settings, ALICE, dataset.id)
+        _upload(store, dataset, CONTENT.replace(b"hello", b"HELLO"))  # the URL is valid for an hour (S3 too)
+        assert b"".join(store.iter_chunks(dataset.storage_path)) == CONTENT
+
+    def test_confirm_after_an_interrupted_confirm_finds_the_moved_file(self, session, store, settings):
+        dataset = _create(session, store, settings).dataset
+        _upload(store, dataset)
+        store.move(service.upload_key_for(dataset.storage_path), dataset.storage_path)  # moved, not recorded
+        confirmed = service.confirm_upload(session, store, settings, ALICE, dataset.id)
+        assert confirmed.status == DatasetStatus.VALIDATING
 
     def test_missing_object_is_an_error_that_says_so(self, session, store, settings):
         dataset = _create(session, store, settings).dataset
@@ -136,6 +152,7 @@ class TestConfirm:
         with pytest.raises(UploadRejected, match=f"{len(CONTENT) + 5} bytes but {len(CONTENT)} bytes were declared"):
             service.confirm_upload(session, store, settings, ALICE, dataset.id)
         assert service.get_dataset(session, ALICE, dataset.id).status == DatasetStatus.ERROR
+        assert store.head(service.upload_key_for(dataset.storage_path)) is None
         assert store.head(dataset.storage_path) is None
 
     def test_object_over_the_limit_is_rejected(self, session, store, settings):
@@ -144,7 +161,7 @@ class TestConfirm:
         _upload(store, dataset, b"x" * 60)
         with pytest.raises(UploadRejected, match="over the 50-byte limit"):
             service.confirm_upload(session, store, small, ALICE, dataset.id)
-        assert store.head(dataset.storage_path) is None
+        assert store.head(service.upload_key_for(dataset.storage_path)) is None
 
     def test_confirm_twice_is_a_conflict(self, session, store, settings):
         dataset = _create(session, store, settings).dataset
@@ -227,7 +244,7 @@ class TestOwnership:
 class TestRevalidateAndDownload:
     def _finished(self, session, store, settings, status):  # type: ignore[no-untyped-def]
         dataset = _create(session, store, settings).dataset
-        _upload(store, dataset)
+        store.put_stream(dataset.storage_path, [CONTENT], max_bytes=10**9)  # where confirm leaves the file
         row = session.get(Dataset, dataset.id)
         row.status = status
         row.total_training_pairs = 1
@@ -299,8 +316,10 @@ class TestHardening:
 
     def test_upload_is_allowed_only_while_the_dataset_waits_for_its_file(self, session, store, settings):
         dataset = _create(session, store, settings).dataset
-        assert service.upload_allowed(session, dataset.storage_path)
+        upload_key = service.upload_key_for(dataset.storage_path)
+        assert service.upload_allowed(session, upload_key)
+        assert not service.upload_allowed(session, dataset.storage_path)  # not an upload key
         _upload(store, dataset)
         service.confirm_upload(session, store, settings, ALICE, dataset.id)
-        assert not service.upload_allowed(session, dataset.storage_path)
-        assert not service.upload_allowed(session, "alice/unknown/file.jsonl")
+        assert not service.upload_allowed(session, upload_key)
+        assert not service.upload_allowed(session, "alice/unknown/incoming/file.jsonl")

@@ -185,6 +185,17 @@ def test_delete_is_idempotent(store: ObjectStore) -> None:
     assert leftovers(store) == []
 
 
+def test_move_takes_the_object_to_its_new_key(store: ObjectStore) -> None:
+    store.put_stream("u/d/incoming/a.jsonl", [b"first"], max_bytes=100)
+    store.put_stream("u/d/a.jsonl", [b"older"], max_bytes=100)
+    store.move("u/d/incoming/a.jsonl", "u/d/a.jsonl")
+    assert store.head("u/d/incoming/a.jsonl") is None
+    assert b"".join(store.iter_chunks("u/d/a.jsonl")) == b"first"
+    with pytest.raises(ObjectNotFound):
+        store.move("u/d/incoming/a.jsonl", "u/d/b.jsonl")
+    assert store.head("u/d/b.jsonl") is None
+
+
 def test_too_large_stops_reading_at_once_and_leaves_nothing(store: ObjectStore) -> None:
     consumed: list[int] = []
 

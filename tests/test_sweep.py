@@ -47,7 +47,7 @@ def queue_dataset(engine: Engine, store: LocalStore, settings: Settings, content
     data.update(fields)
     with Session(engine, expire_on_commit=False) as session:
         dataset = service.create_dataset(session, store, settings, USER, data).dataset
-        store.put_stream(dataset.storage_path, [content], max_bytes=len(content))
+        store.put_stream(service.upload_key_for(dataset.storage_path), [content], max_bytes=len(content))
         service.confirm_upload(session, store, settings, USER, dataset.id)
         return dataset.id
 
