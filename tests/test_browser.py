@@ -11,22 +11,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.app_server import ROOT, running_app
 from tests.conftest import EQ12_PATH
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parents[1]
 OUTPUT_DIR = ROOT / "test-output" / "browser"
 DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM_ARGS = [
@@ -45,75 +40,16 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until_serving(url: str, server: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the app exited with {server.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"the app did not answer at {url} within {timeout}s:\n{log.read_text()[-4000:]}")
-
-
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh app process (lifespan, API routes and sweep included) on a temp data dir and a free port, opened
     at http://localhost:<port> while its LORA_PUBLIC_BASE_URL says 127.0.0.1."""
     data_dir = tmp_path_factory.mktemp("browser-data")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "LORA_DATA_DIR": str(data_dir),
-        "LORA_DATABASE_URL": f"sqlite:///{data_dir / 'lora.db'}",
-        "LORA_PUBLIC_BASE_URL": url,
-        "LORA_SWEEP_INTERVAL_SECONDS": "0.5",
-        "LORA_AUTH_MODE": "local",
-        "LORA_LOCAL_USER_ID": "browser-test",
-    }
-    log = data_dir / "server.log"
-    with log.open("wb") as log_file:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.port",
-                str(port),
-                "--server.headless",
-                "true",
-                "--server.fileWatcherType",
-                "none",
-            ],  # others edit the tree meanwhile: no "File change" banner
-            cwd=ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_until_serving(f"{url}/_stcore/health", server, log)
-            # The browser opens the app by another name than LORA_PUBLIC_BASE_URL's: uploads must still work, so
-            # the page hands the component a relative upload URL (lora_ui.upload_flow.browser_upload_url).
-            yield f"http://localhost:{port}"
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+    settings = {"LORA_SWEEP_INTERVAL_SECONDS": "0.5", "LORA_AUTH_MODE": "local", "LORA_LOCAL_USER_ID": "browser-test"}
+    with running_app(data_dir, **settings) as url:
+        # The browser opens the app by another name than LORA_PUBLIC_BASE_URL's: uploads must still work, so
+        # the page hands the component a relative upload URL (lora_ui.upload_flow.browser_upload_url).
+        yield url.replace("127.0.0.1", "localhost")
 
 
 @pytest.fixture(scope="module")

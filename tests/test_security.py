@@ -4,11 +4,6 @@ proxy mode behind a proxy on the same host (a real `streamlit run app.py`), and 
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,8 +23,8 @@ from lora_core.settings import Settings
 from lora_core.storage import make_store
 from lora_core.tokens import create_api_token
 from lora_ui.upload_flow import browser_upload_url
+from tests import app_server
 
-ROOT = Path(__file__).resolve().parents[1]
 BASE_URL = "http://127.0.0.1:8501"
 DATA = b'{"conversation_id": "c1", "turns": [{"role": "user", "content": "hi"}]}\n'
 BODY = {"name": "My set", "fileName": "set.jsonl", "fileSize": len(DATA)}
@@ -246,52 +241,11 @@ def test_upload_flow_hands_the_component_a_relative_url(settings: Settings, engi
 # --- Proxy mode against a running `streamlit run app.py` --------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def running_app(data_dir: Path, **env: str) -> Iterator[str]:
-    """`streamlit run app.py` in proxy mode on a free port (the command a deployment runs), until the block ends."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    environment = {
-        **os.environ,
-        "LORA_DATA_DIR": str(data_dir),
-        "LORA_DATABASE_URL": f"sqlite:///{data_dir / 'lora.db'}",
-        "LORA_PUBLIC_BASE_URL": url,
-        "LORA_AUTH_MODE": "proxy",
-        **env,
-    }
-    environment.pop("FORWARDED_ALLOW_IPS", None)  # uvicorn's default (trust 127.0.0.1 and ::1) is the case at hand
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    command += ["--server.headless", "true", "--server.fileWatcherType", "none"]
-    log = data_dir / f"server-{port}.log"
-    with log.open("wb") as log_file:
-        server = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log_file, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if server.poll() is not None:
-                    raise RuntimeError(f"the app exited with {server.returncode}:\n{log.read_text()[-4000:]}")
-                try:
-                    if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the app did not start:\n{log.read_text()[-4000:]}")
-                time.sleep(0.3)
-            yield url
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+    """The real app in proxy mode (what a deployment behind oauth2-proxy runs), until the block ends."""
+    with app_server.running_app(data_dir, LORA_AUTH_MODE="proxy", **env) as url:
+        yield url
 
 
 def _seed_alice(data_dir: Path) -> None:
