@@ -190,7 +190,7 @@ def _measure(mode: str, target: str) -> dict[str, Any]:
     if mode in ("local", "s3"):
         from lora_core.settings import Settings
         from lora_core.validation import ValidationLimits
-        from lora_core.validation.validator import READ_BLOCK_BYTES, run_validation
+        from lora_core.validation.validator import run_file_validation, run_validation
 
         # As production runs it: the settings' limits, workers included (LORA_VALIDATION_WORKERS, else up to 2).
         limits = ValidationLimits.from_settings(Settings())
@@ -220,11 +220,8 @@ def _measure(mode: str, target: str) -> dict[str, Any]:
     elif mode in ("local", "s3"):
         # What validate_file and validate_stream run, with the report of how it ran (workers and their memory).
         if mode == "local":
-            # validate_file passes the file's size, so that worker processes start with the first block.
-            size = Path(target).stat().st_size
-            with open(target, "rb") as handle:
-                chunks = iter(lambda: handle.read(READ_BLOCK_BYTES), b"")
-                report, info = run_validation(chunks, limits=limits, size_hint=size)
+            # What validate_file runs (past its upload-limit check): a large file's blocks are read by the workers.
+            report, info = run_file_validation(target, limits=limits)
         else:
             body = client.get_object(Bucket=bucket, Key=key)["Body"]
             report, info = run_validation(body.iter_chunks(MIB), limits=limits)

@@ -3,7 +3,7 @@
 Public API::
 
     validate_stream(chunks, fmt, limits) -> ValidationReport   # any iterable of bytes chunks, one pass
-    validate_file(path, fmt, limits) -> ValidationReport       # size check, then 1 MiB blocks; OSError if unreadable
+    validate_file(path, fmt, limits) -> ValidationReport       # size check, then one pass; OSError if unreadable
     file_too_large_report(size, fmt, limits) -> ValidationReport
 """
 

@@ -47,6 +47,53 @@ def _check_block(
     return result
 
 
+def read_range(fd: int, offset: int, length: int) -> bytes:
+    """`length` bytes of an open file from `offset`, or fewer when the file has shrunk since."""
+    data = os.pread(fd, length, offset)
+    if len(data) < length:
+        parts = [data]
+        got = len(data)
+        while got < length:
+            more = os.pread(fd, length - got, offset + got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        data = b"".join(parts)
+    return data
+
+
+def _check_range(
+    path: str,
+    ident: tuple[int, int],
+    offset: int,
+    length: int,
+    first_number: int,
+    too_long_last: bool,
+    first_nonblank: int | None,
+    hint: ShapeHint,
+    room: tuple[int, int],
+) -> BlockResult | None:
+    """`_check_block` on bytes this worker reads itself from the caller's file; None when it cannot read them as the
+    caller sees them (the file moved or replaced since, or shorter): the caller then checks the block itself."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        stat = os.fstat(fd)
+        if (stat.st_dev, stat.st_ino) != ident:
+            return None
+        data = read_range(fd, offset, length)
+    finally:
+        os.close(fd)
+    if len(data) < length:
+        return None
+    if data and data[-1:] != b"\n":
+        data += b"\n"  # the file's last line, which lacks its b"\n" (see reader.LineReader.blocks)
+    return _check_block(first_number, data, too_long_last, first_nonblank, hint, room)
+
+
 class BlockPool:
     """A pool of worker processes checking blocks of one file; `submit` returns a future of its BlockResult.
 
@@ -79,6 +126,24 @@ class BlockPool:
     ) -> Future[BlockResult]:
         """Check a block (see BlockChecker.check_bytes): it travels as one bytes object, cheap to send."""
         return self._executor.submit(_check_block, first_number, data, too_long_last, first_nonblank, hint, room)
+
+    def submit_range(
+        self,
+        path: str,
+        ident: tuple[int, int],
+        offset: int,
+        length: int,
+        first_number: int,
+        too_long_last: bool,
+        first_nonblank: int | None,
+        hint: ShapeHint,
+        room: tuple[int, int],
+    ) -> Future[BlockResult | None]:
+        """Check the block at `offset` of the local file `path` (device and inode `ident`): the worker reads it, so
+        its bytes never pass through the caller. The future's result is None when the worker could not read it."""
+        return self._executor.submit(
+            _check_range, path, ident, offset, length, first_number, too_long_last, first_nonblank, hint, room
+        )
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
