@@ -199,6 +199,10 @@ class ObjectStore(abc.ABC):
     def delete(self, key: str) -> None:
         """Remove the object; deleting a missing object is not an error."""
 
+    def local_path(self, key: str) -> Path | None:
+        """The object's file when it is one on this machine (the validator then reads it in parallel), else None."""
+        return None
+
     @abc.abstractmethod
     def move(self, source: str, target: str) -> None:
         """Move an object to another key (replacing what is there); `ObjectNotFound` if `source` is missing.
@@ -329,6 +333,9 @@ class LocalStore(ObjectStore):
         check_key(key)
         token = self._make_token({"op": "get", "key": key, "fn": file_name, "exp": self._expires(self.download_ttl)})
         return f"{self.public_base_url}/api/storage/download?token={token}"
+
+    def local_path(self, key: str) -> Path | None:
+        return self.open_path(key)
 
     def open_path(self, key: str) -> Path:
         """The resolved file path for `key`, guaranteed inside the root (symlinks followed); `InvalidKey` if not."""

@@ -15,7 +15,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,12 +24,19 @@ from typing import Any
 import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, Notification, NotificationKind, utcnow
 from lora_core.runtime import build_runtime
 from lora_core.settings import Settings
 from lora_core.storage import ObjectNotFound, ObjectStore, TransientStorageError
-from lora_core.validation import ValidationLimits, ValidationReport, file_too_large_report, validate_stream
+from lora_core.validation import (
+    ValidationLimits,
+    ValidationReport,
+    file_too_large_report,
+    validate_file,
+    validate_stream,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,15 +140,28 @@ class Sweeper:
         if result.rowcount != 1:
             raise LeaseLost(str(claim.dataset_id))
 
-    def _renewing(self, claim: Claim, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        """Pass chunks through, renewing the lease every third of its length so a long validation keeps it."""
-        interval = self.settings.sweep_lease_seconds / 3
-        next_renewal = time.monotonic() + interval
-        for chunk in chunks:
-            if time.monotonic() >= next_renewal:
-                self._renew_lease(claim)
-                next_renewal = time.monotonic() + interval
-            yield chunk
+    @contextmanager
+    def _holding_lease(self, claim: Claim) -> Iterator[None]:
+        """Renew the lease every third of its length while the block runs, so a long validation keeps it."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.settings.sweep_lease_seconds / 3):
+                try:
+                    self._renew_lease(claim)
+                except LeaseLost:
+                    log.warning("lease on dataset %s was taken over; its result will be dropped", claim.dataset_id)
+                    return
+                except SQLAlchemyError as error:  # the database may come back before the lease runs out
+                    log.warning("could not renew the lease on dataset %s: %s", claim.dataset_id, error)
+
+        heartbeat = threading.Thread(target=beat, name=f"lease-{claim.dataset_id}", daemon=True)
+        heartbeat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            heartbeat.join()
 
     # -- one dataset ------------------------------------------------------------------------------------------
 
@@ -177,8 +198,11 @@ class Sweeper:
                     raise ObjectNotFound(claim.storage_path)
                 if info.size > self.limits.max_upload_bytes:
                     return file_too_large_report(info.size, claim.format, self.limits)
-                chunks = self._renewing(claim, self.store.iter_chunks(claim.storage_path))
-                return validate_stream(chunks, claim.format, self.limits)
+                with self._holding_lease(claim):
+                    path = self.store.local_path(claim.storage_path)
+                    if path is not None:  # worker processes read their parts of the file themselves
+                        return validate_file(path, claim.format, self.limits)
+                    return validate_stream(self.store.iter_chunks(claim.storage_path), claim.format, self.limits)
             except TransientStorageError as error:
                 log.warning("storage error on dataset %s (try %d): %s", claim.dataset_id, attempt + 1, error)
                 if attempt < self.settings.storage_retries:

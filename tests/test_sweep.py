@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -123,7 +124,7 @@ class TestOutcomes:
 
 
 class FlakyStore(LocalStore):
-    """A local store whose reads fail with a transient error the first `failures` times."""
+    """A store whose streamed reads fail with a transient error the first `failures` times (as S3's may)."""
 
     def __init__(self, inner: LocalStore, failures: int) -> None:
         self.__dict__.update(inner.__dict__)
@@ -138,6 +139,9 @@ class FlakyStore(LocalStore):
 
     def head(self, key: str) -> ObjectInfo | None:
         return super().head(key)
+
+    def local_path(self, key: str) -> Path | None:
+        return None  # like a remote store: the sweep must stream through iter_chunks
 
 
 class TestRetriesAndLeases:
@@ -165,6 +169,24 @@ class TestRetriesAndLeases:
         dataset = load(engine, dataset_id)
         assert dataset.status == DatasetStatus.ERROR
         assert "interrupted" in dataset.error_message
+
+    def test_the_lease_is_renewed_while_a_long_validation_runs(self, engine, store, settings):
+        dataset_id = queue_dataset(engine, store, settings, GOOD_LINE * 10)  # 25 chunks of 64 bytes
+        short = settings.model_copy(update={"sweep_lease_seconds": 1})
+
+        class SlowStore(FlakyStore):
+            def iter_chunks(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+                for chunk in super().iter_chunks(key, chunk_size=64):
+                    time.sleep(0.12)  # ~3 s in all: three lease lengths
+                    yield chunk
+
+        worker = threading.Thread(target=Sweeper(engine, SlowStore(store, failures=0), short, owner="slow").run_once)
+        worker.start()
+        time.sleep(2.0)  # the first lease would have run out by now
+        assert Sweeper(engine, store, short, owner="other").claim_next() is None
+        worker.join(timeout=30)
+        dataset = load(engine, dataset_id)
+        assert dataset.status == DatasetStatus.READY and dataset.attempts == 1
 
     def test_a_live_lease_is_respected_and_an_expired_one_is_taken_over(self, engine, store, settings):
         dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
