@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from lora_core.validation.blocks import BlockChecker, BlockResult, ShapeHint
@@ -23,9 +25,26 @@ except ImportError:  # not on Windows; the peak RSS report is then left out
 _checker: BlockChecker | None = None
 
 
-def _start_worker(fmt: str, limits: ValidationLimits) -> None:
+def _start_worker(fmt: str, limits: ValidationLimits, caller_pid: int) -> None:
     global _checker
     _checker = BlockChecker(fmt, limits)
+    threading.Thread(target=_exit_when_gone, args=(caller_pid,), name="caller-watch", daemon=True).start()
+
+
+def _exit_when_gone(caller_pid: int) -> None:
+    """End this worker once the process that started the pool is gone.
+
+    A caller killed outright (SIGKILL, the OOM killer) never shuts its pool down, and the workers, which hold both
+    ends of their task queue, would wait for work forever.
+    """
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(caller_pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:  # the pid now belongs to another user's process: ours is gone
+            os._exit(0)
 
 
 def _started() -> tuple[int, int] | None:
@@ -106,7 +125,7 @@ class BlockPool:
             max_workers=workers,
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=_start_worker,
-            initargs=(fmt, limits),
+            initargs=(fmt, limits, os.getpid()),
         )
         # One no-op per worker: the workers start now, and `started` tells when they are up.
         self._warm_up = [self._executor.submit(_started) for _ in range(workers)]
