@@ -206,11 +206,11 @@ def confirm_upload(
     upload_key = upload_key_for(dataset.storage_path)
     try:
         info = store.head(upload_key)
-        moved_before = info is None and store.head(dataset.storage_path)
+        if info is None and (moved := store.head(dataset.storage_path)) is not None:
+            # An earlier confirm moved the file but did not get to record it.
+            info, upload_key = moved, dataset.storage_path
     except StorageError as error:
         raise StorageUnavailable(f"Could not check the uploaded file: {error}") from error
-    if moved_before:  # an earlier confirm moved the file but did not get to record it
-        info, upload_key = moved_before, dataset.storage_path
     problem: str | None = None
     if info is None:
         problem = "The file was never uploaded (nothing is stored for this dataset). Create the dataset again."

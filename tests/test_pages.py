@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
 from lora_core import service
-from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
+from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, Notification, NotificationKind, utcnow
 from lora_core.runtime import Runtime, get_runtime, reset_runtime
 from lora_core.settings import get_settings
 from lora_ui import upload_flow
@@ -188,19 +188,7 @@ def seed(
     values: dict[str, Any] = {}
     if report is not None:
         stats = report["stats"]
-        values = {
-            key: stats[key]
-            for key in (
-                "total_examples",
-                "total_conversations",
-                "total_training_pairs",
-                "total_turns",
-                "total_tokens",
-                "total_target_tokens",
-                "avg_turns_per_conversation",
-                "avg_tokens_per_pair",
-            )
-        }
+        values = {key: stats[key] for key in STATISTIC_COLUMNS}  # as the sweep copies them
         values.update(
             error_count=report["error_count"],
             warning_count=report["warning_count"],
