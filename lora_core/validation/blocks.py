@@ -39,9 +39,7 @@ SHAPE_WORDS = {
 }
 PAIR_KEYS = frozenset({"target_response", "current_user_input", "conversation_history", "turn_number", "system_prompt"})
 
-# Notes in a block's issue stream, beside the issues themselves (tuples that start with their code, a str).
-ID_NOTE = 0  # (ID_NOTE, line, id): a pair's id, for `duplicate_id`
-EXAMPLE_NOTE = 1  # (EXAMPLE_NOTE, line, digest): an example's training messages, for `duplicate_example`
+# A note in a block's issue stream, beside the issues themselves (tuples that start with their code, a str):
 COUNT_NOTE = 2  # (COUNT_NOTE, code): the first issue of `code` in the block that was counted, not listed
 
 # A shape hint: (shape, line that fixed it), or (None, 0) when no line has fixed the shape yet.
@@ -72,6 +70,11 @@ class BlockIssues:
 
     def __init__(self, room: tuple[int, int] = (KEPT_LINE_ISSUES, KEPT_LINE_ISSUES)) -> None:
         self.stream: list[tuple[Any, ...]] = []
+        # What the merge needs to raise `duplicate_id` and `duplicate_example`, flat, three items per note: where
+        # in `stream` the note falls (len(stream) then), its line, and a pair's id or an example's digest. Flat
+        # lists of ints and strs are cheap to send back from a worker, and the merge checks them in bulk.
+        self.id_notes: list[Any] = []
+        self.example_notes: list[Any] = []
         self.dropped: dict[str, int] = {}
         self._room = {False: room[0], True: room[1]}  # is a warning → how many more can be listed
 
@@ -98,10 +101,10 @@ class BlockIssues:
             self.stream.append((COUNT_NOTE, code))
 
     def note_id(self, line: int, record_id: str) -> None:
-        self.stream.append((ID_NOTE, line, record_id))
+        self.id_notes += (len(self.stream), line, record_id)
 
     def note_example(self, line: int, digest: int) -> None:
-        self.stream.append((EXAMPLE_NOTE, line, digest))
+        self.example_notes += (len(self.stream), line, digest)
 
 
 @dataclass(slots=True)
@@ -116,8 +119,11 @@ class BlockResult:
     first_number: int
     hint: ShapeHint
     stream: list[tuple[Any, ...]]
+    id_notes: list[Any]
+    example_notes: list[Any]
     dropped: dict[str, int]
     totals: ExampleTotals
+    lines: int = 0  # physical lines checked, a skipped over-long last line included
     record_lines: int = 0
     has_header: bool = False
     first_fix: ShapeHint | None = None
@@ -192,7 +198,10 @@ class BlockChecker:
         room: tuple[int, int],
     ) -> BlockResult:
         issues = BlockIssues(room)
-        result = BlockResult(first_number, hint, issues.stream, issues.dropped, ExampleTotals())
+        result = BlockResult(
+            first_number, hint, issues.stream, issues.id_notes, issues.example_notes, issues.dropped, ExampleTotals()
+        )
+        result.lines = len(lines)
         self.result = result
         self.issues = issues
         self.rules = RecordRules(self.fmt, issues.add, issues.note_id)
@@ -372,11 +381,12 @@ class BlockChecker:
             return
 
         if shape == "pair":
+            # A line without a usable conversation_id is a conversation of its own (key None).
             messages, conversation_id, turns = self.rules.check_pair(record, number)
-            self.examples.add_example(number, messages, conversation_id or ("line", number), turns)
+            self.examples.add_example(number, messages, conversation_id, turns)
         elif shape == "conversation":
             messages, conversation_id, turns = self.rules.check_conversation(record, number)
-            self.examples.add_example(number, messages, conversation_id or ("line", number), turns)
+            self.examples.add_example(number, messages, conversation_id, turns)
         else:
             messages, turns = self.rules.check_messages(record, number)
             self.examples.add_example(number, messages, None, turns)

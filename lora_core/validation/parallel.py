@@ -1,9 +1,11 @@
 """Worker processes for the per-line stage of large inputs (blocks.py); the merge stays in the calling process.
 
-Parsing, the record rules and the token estimate are CPU-bound Python, so threads do not help, and they are ~85%
-of a validation: checking blocks of lines in worker processes while the caller reads and merges is what reaches
-the benchmark target on two cores. Workers start from a "forkserver" (a plain fork of a multi-threaded web
-server is unsafe), so starting them costs a fraction of a second; the validator only starts them for large inputs.
+Parsing, the record rules and the token estimate are CPU-bound Python, so threads do not help, and they are nearly
+all of a validation: checking spans of a file in worker processes, each reading its span from the source itself
+(sources.py), while the caller only merges, is what reaches the benchmark target on two cores. Workers start from a
+"forkserver" (a plain fork of a multi-threaded web server is unsafe) that has imported the validator once, so a
+worker starts in milliseconds instead of importing it again (~0.3 s of CPU each); the validator only starts them
+for large inputs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from lora_core.validation.blocks import BlockChecker, BlockResult, ShapeHint
 from lora_core.validation.limits import ValidationLimits
+from lora_core.validation.sources import ByteSource, SourceChanged, read_span
 
 try:
     import resource
@@ -66,55 +69,59 @@ def _check_block(
     return result
 
 
-def read_range(fd: int, offset: int, length: int) -> bytes:
-    """`length` bytes of an open file from `offset`, or fewer when the file has shrunk since."""
-    data = os.pread(fd, length, offset)
-    if len(data) < length:
-        parts = [data]
-        got = len(data)
-        while got < length:
-            more = os.pread(fd, length - got, offset + got)
-            if not more:
-                break
-            parts.append(more)
-            got += len(more)
-        data = b"".join(parts)
-    return data
+def span_block(
+    source: ByteSource,
+    data_start: int,
+    start: int,
+    end: int,
+    first_nonblank_at: int | None,
+    line_limit: int,
+    first_number: int = 1,
+) -> tuple[int, bytes, bool, int | None]:
+    """The lines of `source` that start in [start, end) (sources.read_span) as a block to check, numbered from
+    `first_number`: from 1 in a worker, which cannot know how many lines the spans before held (the merge shifts
+    them). `first_nonblank_at`, the byte offset of the file's first non-blank line, becomes its line number here
+    when it falls in the span (a `_meta` header is allowed there)."""
+    first, data, too_long_last = read_span(source, data_start, start, end, line_limit)
+    first_nonblank = None
+    if first_nonblank_at is not None and first <= first_nonblank_at < first + len(data):
+        first_nonblank = first_number + data.count(b"\n", 0, first_nonblank_at - first)
+    return first_number, data, too_long_last, first_nonblank
 
 
-def _check_range(
-    path: str,
-    ident: tuple[int, int],
-    offset: int,
-    length: int,
-    first_number: int,
-    too_long_last: bool,
-    first_nonblank: int | None,
+def _check_span(
+    source: ByteSource,
+    data_start: int,
+    start: int,
+    end: int,
+    first_nonblank_at: int | None,
     hint: ShapeHint,
     room: tuple[int, int],
 ) -> BlockResult | None:
-    """`_check_block` on bytes this worker reads itself from the caller's file; None when it cannot read them as the
-    caller sees them (the file moved or replaced since, or shorter): the caller then checks the block itself."""
+    """Check a span (`span_block`) in a worker; None when the source is no longer the object the caller started
+    on (the caller then checks the span from what it has open)."""
+    assert _checker is not None, "the pool's initializer did not run"
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+        block = span_block(source, data_start, start, end, first_nonblank_at, _checker.limits.line_limit_bytes)
+    except SourceChanged:
         return None
-    try:
-        stat = os.fstat(fd)
-        if (stat.st_dev, stat.st_ino) != ident:
-            return None
-        data = read_range(fd, offset, length)
-    finally:
-        os.close(fd)
-    if len(data) < length:
-        return None
-    if data and data[-1:] != b"\n":
-        data += b"\n"  # the file's last line, which lacks its b"\n" (see reader.LineReader.blocks)
-    return _check_block(first_number, data, too_long_last, first_nonblank, hint, room)
+    result = _checker.check_bytes(*block, hint, room)
+    if resource is not None:
+        result.worker = (os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return result
+
+
+def _context() -> multiprocessing.context.ForkServerContext:
+    context = multiprocessing.get_context("forkserver")
+    # Imported once by the forkserver (which starts with the first pool), not by every worker. "__main__" is
+    # multiprocessing's own default: workers would otherwise each run the caller's main script again.
+    context.set_forkserver_preload(["__main__", __name__])
+    return context
 
 
 class BlockPool:
-    """A pool of worker processes checking blocks of one file; `submit` returns a future of its BlockResult.
+    """A pool of worker processes checking blocks of one file; `submit` and `submit_span` return a future of the
+    block's BlockResult.
 
     Use as a context manager: leaving it, on success or error, cancels what has not started and waits for the
     workers, so an exception (from the byte source or a worker) never leaves processes behind.
@@ -123,7 +130,7 @@ class BlockPool:
     def __init__(self, workers: int, fmt: str, limits: ValidationLimits) -> None:
         self._executor = ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context("forkserver"),
+            mp_context=_context(),
             initializer=_start_worker,
             initargs=(fmt, limits, os.getpid()),
         )
@@ -146,23 +153,20 @@ class BlockPool:
         """Check a block (see BlockChecker.check_bytes): it travels as one bytes object, cheap to send."""
         return self._executor.submit(_check_block, first_number, data, too_long_last, first_nonblank, hint, room)
 
-    def submit_range(
+    def submit_span(
         self,
-        path: str,
-        ident: tuple[int, int],
-        offset: int,
-        length: int,
-        first_number: int,
-        too_long_last: bool,
-        first_nonblank: int | None,
+        source: ByteSource,
+        data_start: int,
+        start: int,
+        end: int,
+        first_nonblank_at: int | None,
         hint: ShapeHint,
         room: tuple[int, int],
     ) -> Future[BlockResult | None]:
-        """Check the block at `offset` of the local file `path` (device and inode `ident`): the worker reads it, so
-        its bytes never pass through the caller. The future's result is None when the worker could not read it."""
-        return self._executor.submit(
-            _check_range, path, ident, offset, length, first_number, too_long_last, first_nonblank, hint, room
-        )
+        """Check the lines that start in [start, end) of `source` (see `check_span`): the worker reads them, so
+        their bytes never pass through the caller. The future's result is None when the worker found the source
+        changed."""
+        return self._executor.submit(_check_span, source, data_start, start, end, first_nonblank_at, hint, room)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

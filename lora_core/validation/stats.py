@@ -82,9 +82,10 @@ class ExampleTotals:
         self.over_context_limit = 0
         self.role_counts: dict[str, int] = dict.fromkeys(("system", "user", "assistant"), 0)
         self.tokens_tally: Counter[int] = Counter()
-        # Conversation key → its turns (pair: highest turn_number; conversation: largest user+assistant count).
+        # conversation_id → its turns (pair: highest turn_number; conversation: largest user+assistant count).
         self.conversation_turns: dict[Hashable, int] = {}
-        # `messages` lines are one conversation each: their turn counts are tallied, not keyed.
+        # Lines that are one conversation each (`messages`, and lines without a usable conversation_id): their turn
+        # counts are tallied, not keyed.
         self.line_turns_tally: Counter[int] = Counter()
         self.samples: list[dict[str, Any]] = []
 
@@ -150,7 +151,8 @@ class ExampleCounter:
         conversation_key: Hashable | None,
         turns: int,
     ) -> None:
-        """Count one example. `conversation_key` None means the line is a conversation of its own (`messages`)."""
+        """Count one example. `conversation_key` None means the line is a conversation of its own (`messages`, or
+        a line without a usable conversation_id)."""
         totals = self.totals
         totals.examples += 1
         known = self.count_tokens.known.get

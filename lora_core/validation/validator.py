@@ -3,15 +3,16 @@ large input, in worker processes (blocks.py, parallel.py) → merged in line ord
 
 This process does no work per line (beyond the file's first non-blank line): a block travels as one `bytes`
 object and is split into lines by whoever checks it, so on two cores the workers get nearly all the CPU. For a large
-local file (`validate_file`) not even that: this process only counts newlines to cut blocks, and each worker reads
-its blocks' bytes from the file itself (`run_file_validation`).
+stored file (`validate_file`, `validate_source`) not even that: the file is cut at fixed byte offsets into spans,
+each worker reads its span's lines from the source itself and numbers them from 1, and this process only merges,
+shifting each span's line numbers by the lines the spans before it held (`run_source`).
 """
 
 from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -19,27 +20,32 @@ from typing import Any, NamedTuple
 from lora_core.validation.blocks import (
     COUNT_NOTE,
     DEFAULT_FORMAT,
-    EXAMPLE_NOTE,
     FORMAT_SHAPES,
-    ID_NOTE,
     BlockChecker,
     BlockJob,
     BlockResult,
     size_words,
 )
 from lora_core.validation.limits import MIB, ValidationLimits
-from lora_core.validation.parallel import BlockPool, read_range
+from lora_core.validation.parallel import BlockPool, span_block
 from lora_core.validation.reader import GZIP_MAGIC, SNIFF_BYTES, UTF8_BOM, LineReader, _binary_kind, over_limit
 from lora_core.validation.report import DatasetStats, IssueCollector, PendingIssues, ValidationReport
 from lora_core.validation.rules import duplicate_id
-from lora_core.validation.stats import ExampleTotals, duplicate_example
+from lora_core.validation.sources import ByteSource, LocalFileSource, iter_source
+from lora_core.validation.stats import SAMPLE_COUNT, AddIssue, ExampleTotals, duplicate_example
 
-__all__ = ["DEFAULT_FORMAT", "FORMAT_SHAPES", "file_too_large_report", "validate_file", "validate_stream"]
+__all__ = [
+    "DEFAULT_FORMAT",
+    "FORMAT_SHAPES",
+    "file_too_large_report",
+    "validate_file",
+    "validate_source",
+    "validate_stream",
+]
 
 READ_BLOCK_BYTES = 1024 * 1024
-# What a local file's newlines are counted in (run_file_validation): a buffer that stays in the CPU's cache between
-# being read into and being searched counts ~40% faster than a 1 MiB one.
-SCAN_BYTES = 128 * 1024
+# What the head of a stored file is read in, up to its first non-blank line (usually line 1).
+HEAD_READ_BYTES = 64 * 1024
 DEFAULT_LIMITS = ValidationLimits()  # frozen, so one shared default is safe
 FEW_EXAMPLES_BELOW = 10
 # Lines are checked in blocks of about this many bytes (or this many lines, for files of tiny or blank lines): big
@@ -76,72 +82,14 @@ def _first_nonblank(
 
 
 class _Span(NamedTuple):
-    """A block's bytes left in the local file being validated: `length` bytes from `offset` (whole lines, the file's
-    last one perhaps without its b"\\n")."""
+    """The lines of the source being validated that start in [start, end) (sources.read_span)."""
 
-    offset: int
-    length: int
+    start: int
+    end: int
 
 
-def _file_blocks(
-    handle: Any, start: int, block_bytes: int, block_lines: int, line_limit: int, read_bytes: int
-) -> Iterator[tuple[int, int, int, bool]]:
-    """reader.LineReader.blocks for a local uncompressed file, as offsets: `(first_line_number, start, end,
-    too_long_last)` from `start` (after the BOM) to the end of the file, cut on the same rules (about `block_bytes`
-    or exactly `block_lines` lines; a line longer than `line_limit` + 1 bytes ends a block and is skipped unread).
-
-    Only newlines are counted here, in one reused buffer: the lines' bytes are read again by whoever checks them.
-    """
-    held_limit = line_limit + 1  # + the CR of a CRLF line end
-    buf = bytearray(read_bytes)
-    handle.seek(start)
-    pos = start  # the file offset after the bytes read so far
-    number = 1  # the number of the current block's first line
-    block_start = start
-    newlines = 0  # b"\n" in [block_start, last_end)
-    last_end = start  # just after the last b"\n" read, or block_start when none since
-    skipping = False  # inside a line over the limit
-    while n := handle.readinto(buf):
-        base = pos
-        pos += n
-        i = 0
-        if skipping:
-            j = buf.find(b"\n", 0, n)
-            if j < 0:
-                continue  # still inside the skipped line
-            yield number, block_start, last_end, True
-            number += newlines + 1
-            block_start = last_end = base + j + 1
-            newlines = 0
-            skipping = False
-            i = j + 1
-        found = buf.count(b"\n", i, n)
-        while newlines + found >= block_lines:
-            need = block_lines - newlines
-            cut = i - 1
-            for _ in range(need):
-                cut = buf.find(b"\n", cut + 1, n)
-            cut += 1
-            yield number, block_start, base + cut, False
-            number += block_lines
-            block_start = last_end = base + cut
-            newlines = 0
-            found -= need
-            i = cut
-        if found:
-            newlines += found
-            last_end = base + buf.rfind(b"\n", i, n) + 1
-        if newlines and last_end - block_start >= block_bytes:
-            yield number, block_start, last_end, False
-            number += newlines
-            block_start = last_end
-            newlines = 0
-        if pos - last_end > held_limit:
-            skipping = True
-    if skipping:
-        yield number, block_start, last_end, True
-    elif pos > block_start:
-        yield number, block_start, pos, False
+# A block to merge: the bytes of whole lines (the stream path) or a span of the source.
+Job = BlockJob | _Span
 
 
 def _check_format(fmt: str) -> None:
@@ -173,6 +121,20 @@ def validate_file(
     if size > limits.max_upload_bytes:
         return file_too_large_report(size, fmt, limits)
     return run_file_validation(path, fmt, limits)[0]
+
+
+def validate_source(
+    source: ByteSource, fmt: str = DEFAULT_FORMAT, limits: ValidationLimits = DEFAULT_LIMITS
+) -> ValidationReport:
+    """Validate a stored object that can be read at any offset (storage.S3ObjectSource), refusing it unread when it
+    is larger than the upload limit. Worker processes read their spans of it themselves.
+
+    Exceptions raised by the source (storage errors, `SourceChanged`) propagate unchanged.
+    """
+    _check_format(fmt)
+    if source.size > limits.max_upload_bytes:
+        return file_too_large_report(source.size, fmt, limits)
+    return run_source_validation(source, fmt, limits)[0]
 
 
 def file_too_large_report(size: int, fmt: str, limits: ValidationLimits) -> ValidationReport:
@@ -210,18 +172,27 @@ def run_file_validation(
 ) -> tuple[ValidationReport, RunInfo]:
     """`validate_file` without the upload limit, with `run_validation`'s knobs and how it ran.
 
-    A file large enough for worker processes, neither gzip nor binary, is not streamed through this process: here
-    only its newlines are counted to cut blocks, and each worker reads its blocks' bytes from the file itself. The
-    report is the one `run_validation` gives on the file's bytes (tests/validation/test_file_ranges.py).
+    A file large enough for worker processes is validated as a source (`run_source_validation`): this process
+    reads only its head, and the workers read their spans. The report is the one `run_validation` gives on the
+    file's bytes (tests/validation/test_file_ranges.py).
     """
     _check_format(fmt)
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         if limits.workers > 1 and size > parallel_from_bytes:
-            head = os.pread(handle.fileno(), SNIFF_BYTES, 0)
-            if not head.startswith(GZIP_MAGIC) and _binary_kind(head) is None:
-                run = _Validation(fmt, limits, block_bytes, block_lines, parallel_from_bytes, -1)
-                return run.run_file(handle, os.path.abspath(path), head, read_bytes or SCAN_BYTES), run.info
+            source = LocalFileSource.open(handle.fileno(), os.fspath(path))
+            try:
+                return run_source_validation(
+                    source,
+                    fmt,
+                    limits,
+                    block_bytes=block_bytes,
+                    block_lines=block_lines,
+                    parallel_from_bytes=parallel_from_bytes,
+                    read_bytes=read_bytes,
+                )
+            finally:
+                source.close()
         chunks = iter(lambda: handle.read(read_bytes or READ_BLOCK_BYTES), b"")
         return run_validation(
             chunks,
@@ -232,6 +203,42 @@ def run_file_validation(
             parallel_from_bytes=parallel_from_bytes,
             size_hint=size,
         )
+
+
+def run_source_validation(
+    source: ByteSource,
+    fmt: str = DEFAULT_FORMAT,
+    limits: ValidationLimits = DEFAULT_LIMITS,
+    *,
+    block_bytes: int = BLOCK_BYTES,
+    block_lines: int = BLOCK_LINES,
+    parallel_from_bytes: int = PARALLEL_FROM_BYTES,
+    read_bytes: int | None = None,
+) -> tuple[ValidationReport, RunInfo]:
+    """`validate_source` without the upload limit, with `run_validation`'s knobs and how it ran.
+
+    Text is cut into spans of `block_bytes` that workers read themselves; gzip and binary data, and sources too
+    small for workers, are streamed through this process in chunks of `read_bytes` (`run_validation`).
+    """
+    _check_format(fmt)
+    head = source.read(0, SNIFF_BYTES)
+    if (
+        limits.workers > 1
+        and source.size > parallel_from_bytes
+        and not head.startswith(GZIP_MAGIC)
+        and _binary_kind(head) is None
+    ):
+        run = _Validation(fmt, limits, block_bytes, block_lines, parallel_from_bytes, -1)
+        return run.run_source(source, head, read_bytes or HEAD_READ_BYTES), run.info
+    return run_validation(
+        iter_source(source, 0, read_bytes or READ_BLOCK_BYTES),
+        fmt,
+        limits,
+        block_bytes=block_bytes,
+        block_lines=block_lines,
+        parallel_from_bytes=parallel_from_bytes,
+        size_hint=source.size,
+    )
 
 
 def run_validation(
@@ -253,6 +260,20 @@ def run_validation(
         pool_from = -1
     run = _Validation(fmt, limits, block_bytes, block_lines, parallel_from_bytes, pool_from)
     return run.run(chunks), run.info
+
+
+def _all_new(first_lines: dict[Any, int], flat: list[Any], shift: int) -> bool:
+    """Record a block's notes (flat: position, line, key) in `first_lines`, key → first line, when no key repeats
+    an earlier one or another in the block, and say so; otherwise change nothing (the in-order path decides)."""
+    keys = flat[2::3]
+    lines = flat[1::3]
+    if shift:
+        lines = [line + shift for line in lines]
+    new = dict(zip(keys, lines, strict=True))
+    if len(new) == len(keys) and first_lines.keys().isdisjoint(new):
+        first_lines.update(new)
+        return True
+    return False
 
 
 class _Validation:
@@ -293,12 +314,15 @@ class _Validation:
         self.lines_bytes = 0
         self.pool: BlockPool | None = None
         # Blocks handed to workers, oldest first, with what it takes to check them again here.
-        self.in_flight: deque[tuple[Future[BlockResult | None], BlockJob]] = deque()
-        # The local file whose blocks workers read themselves (run_file): its open descriptor, absolute path, and
-        # (device, inode); `ranges` is False once a worker could not read it (moved or replaced meanwhile).
-        self.fd = -1
-        self.path = ""
-        self.ident = (0, 0)
+        self.in_flight: deque[tuple[Future[BlockResult | None], Job]] = deque()
+        # The number of the first line of the next block to merge.
+        self.next_line = 1
+        # The source whose spans are checked (run_source): where its text starts (after a BOM), the offset of its
+        # first non-blank line, and whether workers read spans themselves (False once one found the source
+        # changed: this process, which still has the original open, then reads the spans and sends their bytes).
+        self.source: ByteSource | None = None
+        self.data_start = 0
+        self.first_nonblank_at: int | None = None
         self.ranges = False
 
     def run(self, chunks: Iterable[bytes]) -> ValidationReport:
@@ -335,37 +359,31 @@ class _Validation:
             self._file_level(reader.stop_code is not None)
         return self._report()
 
-    def run_file(self, handle: Any, path: str, head: bytes, read_bytes: int) -> ValidationReport:
-        """`run` on a local file that is neither gzip nor binary (`head`, its first bytes, says so), its blocks as
-        `_Span`s that workers read themselves. The BOM is the reader's finding; nothing else can break the stream."""
-        reader_issues = PendingIssues()
-        LineReader((head,), self.limits, reader_issues)._text_chunks()  # the BOM, in the reader's words
-        reader_issues.move_to(self.issues)
-        self.fd = handle.fileno()
-        self.path = path
-        stat = os.fstat(self.fd)
-        self.ident = (stat.st_dev, stat.st_ino)
+    def run_source(self, source: ByteSource, head: bytes, read_bytes: int) -> ValidationReport:
+        """`run` on a source that is neither gzip nor binary (`head`, its first bytes, says so), cut into spans that
+        workers read themselves. Only the head is read here, up to the first non-blank line: the BOM and a JSON
+        array are the reader's findings, and nothing else can break the text."""
+        self.source = source
         self.ranges = True
-        line_limit = self.limits.line_limit_bytes
-        start = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
-        first_nonblank: int | None = None
+        self.data_start = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
+        reader_issues = PendingIssues()
+        offset = self.data_start
         array_file = False
+        for _number, line in LineReader(iter_source(source, 0, read_bytes), self.limits, reader_issues):
+            if line is None or line[:1] == b"{" or line.strip(b" \t\r"):  # over the limit counts as non-blank
+                self.first_nonblank_at = offset
+                array_file = line is not None and line.lstrip(b" \t\r")[:1] == b"["
+                break
+            offset += len(line) + 1
+        reader_issues.move_to(self.issues)  # the BOM
         try:
-            for first_number, begin, end, too_long_last in _file_blocks(
-                handle, start, self.block_bytes, self.block_lines, line_limit, read_bytes
-            ):
-                job: BlockJob = (first_number, _Span(begin, end - begin), too_long_last, first_nonblank)  # type: ignore[assignment]
-                if first_nonblank is None:
-                    data = self._job_bytes(job)[1]
-                    first_nonblank, array_at = _first_nonblank(first_number, data, too_long_last, line_limit)
-                    if array_at is not None:
-                        array_file = True
-                        if array_at:  # the blank lines before it are checked as usual
-                            self._dispatch((first_number, data[:array_at], False, first_nonblank))
-                        break
-                    job = (first_number, data, too_long_last, first_nonblank)
-                self._dispatch(job)
-            self._drain()
+            if array_file:
+                if offset > self.data_start:  # the blank lines before it are checked as usual
+                    self._merge(None, _Span(self.data_start, offset))
+            else:
+                for start in range(self.data_start, source.size, self.block_bytes):
+                    self._dispatch(_Span(start, min(start + self.block_bytes, source.size)))
+                self._drain()
         finally:
             if self.pool is not None:
                 self.pool.close()
@@ -391,61 +409,75 @@ class _Validation:
 
     # -- blocks --------------------------------------------------------------------------------------------------
 
-    def _job_bytes(self, job: BlockJob) -> BlockJob:
-        """The job with its bytes, read from the file here when it is a `_Span`."""
-        span = job[1]
-        if type(span) is not _Span:
-            return job
-        data = read_range(self.fd, span.offset, span.length)
-        if len(data) < span.length:
-            raise OSError(f"{self.path} became shorter while it was being validated")
-        if data and data[-1:] != b"\n":
-            data += b"\n"  # the file's last line, which lacks its b"\n" (see reader.LineReader.blocks)
-        return (job[0], data, job[2], job[3])
+    def _span_block(self, span: _Span, first_number: int) -> BlockJob:
+        """The span's lines, read here, as a block numbered from `first_number`."""
+        assert self.source is not None
+        return span_block(
+            self.source,
+            self.data_start,
+            span.start,
+            span.end,
+            self.first_nonblank_at,
+            self.limits.line_limit_bytes,
+            first_number,
+        )
 
-    def _dispatch(self, job: BlockJob) -> None:
+    def _check_here(self, job: Job, first_number: int) -> BlockResult:
+        """Check a block in this process, its lines numbered from `first_number`, against the shape known now."""
+        block = self._span_block(job, first_number) if type(job) is _Span else job
+        return self.checker.check_bytes(*block, (self.shape, self.shape_line), self.issues.room())
+
+    def _dispatch(self, job: Job) -> None:
         """Check a block here, or hand it to a worker once the input has proved large."""
-        span = job[1]
-        self.lines_bytes += span.length if type(span) is _Span else len(span)
+        self.lines_bytes += job.end - job.start if type(job) is _Span else len(job[1])
         if self.pool is None and self.workers and self.lines_bytes > self.pool_from_bytes:
             self.pool = BlockPool(self.workers, self.fmt, self.limits)
             self.info.workers = self.workers
-        hint = (self.shape, self.shape_line)
         if not self.pool_ready and self.pool is not None:
             self.pool_ready = self.lines_bytes > 2 * self.parallel_from_bytes or self.pool.started()
         if not self.pool_ready:
-            self._merge(self.checker.check_bytes(*self._job_bytes(job), hint, self.issues.room()), job)
+            self._merge(None, job)  # nothing is in flight: checked here, in line order
             return
         assert self.pool is not None
         # Two blocks per worker: one being checked, one waiting, so no worker idles while results are merged.
         while len(self.in_flight) >= 2 * self.workers:
             self._merge_oldest()
         # The issues still listable now bound what this block can add to the list: it need not send more.
+        hint = (self.shape, self.shape_line)
         room = self.issues.room()
-        if type(span) is _Span and self.ranges:
-            first_number, _span, too_long_last, first_nonblank = job
-            future = self.pool.submit_range(
-                self.path, self.ident, span.offset, span.length, first_number, too_long_last, first_nonblank, hint, room
+        future: Future[BlockResult | None]
+        if type(job) is _Span and self.ranges:
+            assert self.source is not None
+            future = self.pool.submit_span(
+                self.source, self.data_start, job.start, job.end, self.first_nonblank_at, hint, room
             )
         else:
-            future = self.pool.submit(*self._job_bytes(job), hint, room)
+            block = self._span_block(job, 1) if type(job) is _Span else job
+            future = self.pool.submit(*block, hint, room)
         self.in_flight.append((future, job))
 
     def _merge_oldest(self) -> None:
         future, job = self.in_flight.popleft()
-        self._merge(future.result(), job)
+        result = future.result()
+        if result is None:  # the worker found the source changed; this process still has the original open
+            self.ranges = False
+        self._merge(result, job)
 
     def _drain(self) -> None:
         while self.in_flight:
             self._merge_oldest()
 
-    def _holds(self, result: BlockResult) -> bool:
+    def _holds(self, result: BlockResult, first_number: int) -> bool:
         """Whether the block's findings are those of a single pass, given the shape the earlier blocks fixed.
 
         A block checked without knowing the shape (its hint (None, 0)) while an earlier block, still in flight,
         fixed it, differs only if it fixed another shape (a single pass says `mixed_shapes` there), named its own
         line in `mixed_shapes`, or checked a bare-`conversation_id` line as a conversation before its first shape.
+        A block numbered from 1 in a worker that fixed its own shape and then found `mixed_shapes` named that line
+        by its number in the span: it is checked again with the right numbers.
         """
+        if result.mixed and result.first_number != first_number:
+            return False
         if result.hint == (self.shape, self.shape_line):
             return True
         return (
@@ -454,49 +486,74 @@ class _Validation:
             and (not result.cid_before_fix or self.shape == self.checker.bare_id_shape)
         )
 
-    def _merge(self, result: BlockResult | None, job: BlockJob) -> None:
+    def _merge(self, result: BlockResult | None, job: Job) -> None:
         """Take a block's result into the file's, in line order; the cross-line rules are decided here.
 
-        None is a block a worker could not read from the file: it is checked here (and the rest is sent as bytes)."""
+        None is a block not checked yet, or one a worker could not read from the source: it is checked here."""
+        first_number = self.next_line if type(job) is _Span else job[0]
         if result is None:
-            self.ranges = False
-            result = self.checker.check_bytes(*self._job_bytes(job), (self.shape, self.shape_line), self.issues.room())
+            result = self._check_here(job, first_number)
         if result.worker is not None:
             pid, peak = result.worker
             peaks = self.info.worker_peak_rss_kib
             peaks[pid] = max(peaks.get(pid, 0), peak)
-        if not self._holds(result):
-            result = self.checker.check_bytes(*self._job_bytes(job), (self.shape, self.shape_line), self.issues.room())
+        if not self._holds(result, first_number):
+            result = self._check_here(job, first_number)
+        shift = first_number - result.first_number  # a span checked in a worker was numbered from 1
+        self.next_line = first_number + result.lines
         if self.shape is None and result.first_fix is not None:
-            self.shape, self.shape_line = result.first_fix
+            self.shape, self.shape_line = result.first_fix[0], result.first_fix[1] + shift
         self.record_lines += result.record_lines
         self.has_header = self.has_header or result.has_header
+        if shift and len(self.totals.samples) < SAMPLE_COUNT:
+            for sample in result.totals.samples:
+                sample["line"] += shift
         self.totals.merge(result.totals)
+        self._merge_issues(result, shift)
 
+    def _merge_issues(self, result: BlockResult, shift: int) -> None:
+        """The block's issues, and `duplicate_id` and `duplicate_example` where its notes meet earlier lines', in
+        the order a single pass adds them. The usual block, with no duplicate, is taken in bulk."""
         issues = self.issues
         add = issues.add
-        first_line_of_id = self.first_line_of_id
-        first_line_of_example = self.first_line_of_example
-        for entry in result.stream:
+        notes: list[tuple[int, int, int, Any]] = []  # (stream position, line, kind, id or digest), in-order path
+        for kind, flat, first_lines in (
+            (0, result.id_notes, self.first_line_of_id),
+            (1, result.example_notes, self.first_line_of_example),
+        ):
+            if flat and not _all_new(first_lines, flat, shift):
+                notes += zip(flat[0::3], flat[1::3], [kind] * (len(flat) // 3), flat[2::3], strict=True)
+        notes.sort(key=lambda note: note[:3])  # a line's id before its example; a line's notes before the next's
+        pending = iter(notes)
+        note = next(pending, None)
+        for position, entry in enumerate(result.stream):
+            while note is not None and note[0] <= position:
+                self._duplicate(add, note, shift)
+                note = next(pending, None)
             kind = entry[0]
             if type(kind) is str:
                 code, line, field_path, message, suggestion, column, offset = entry
-                add(code, line, field_path, message, suggestion, column=column, offset=offset)
-            elif kind == EXAMPLE_NOTE:
-                _kind, line, digest = entry
-                first = first_line_of_example.setdefault(digest, line)
-                if first != line:
-                    duplicate_example(add, line, first)
-            elif kind == ID_NOTE:
-                _kind, line, record_id = entry
-                first = first_line_of_id.setdefault(record_id, line)
-                if first != line:
-                    duplicate_id(add, line, record_id, first)
+                add(code, line + shift, field_path, message, suggestion, column=column, offset=offset)
             elif kind == COUNT_NOTE:
                 issues.count_only(entry[1], 1)
+        while note is not None:
+            self._duplicate(add, note, shift)
+            note = next(pending, None)
         for code, number in result.dropped.items():
             if number:
                 issues.count_only(code, number)
+
+    def _duplicate(self, add: AddIssue, note: tuple[int, int, int, Any], shift: int) -> None:
+        _position, line, kind, key = note
+        line += shift
+        if kind == 0:
+            first = self.first_line_of_id.setdefault(key, line)
+            if first != line:
+                duplicate_id(add, line, key, first)
+        else:
+            first = self.first_line_of_example.setdefault(key, line)
+            if first != line:
+                duplicate_example(add, line, first)
 
     # -- the whole file ------------------------------------------------------------------------------------------
 

@@ -1,33 +1,36 @@
-"""A local file whose blocks the workers read themselves (validator.run_file_validation) gives the report of a
-single pass over its bytes, byte for byte, wherever the newline scan's reads and the blocks are cut.
+"""A stored file cut into spans that the workers read themselves (validator.run_source_validation) gives the report
+of a single pass over its bytes, byte for byte, wherever the spans are cut.
 
-`_file_blocks` (the offsets of blocks, cut on the reader's rules) is compared with the reader line by line for every
-read size and block size; then whole validations with worker processes reading byte ranges are compared with a
-single in-process pass, on the boundary cases of test_block_boundaries.py (CRLF, blank lines, over-long lines, a
-BOM, a JSON array, no final line end) and random mixes of lines.
+`read_span` (the lines that start in a span, read from the source) is compared with the reader line by line for
+every span size; then whole validations with worker processes reading spans are compared with a single in-process
+pass, on the boundary cases of test_block_boundaries.py (CRLF, blank lines, over-long lines, a BOM, a JSON array,
+no final line end) and random mixes of lines.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lora_core.validation import ValidationLimits
-from lora_core.validation import validator as validator_module
-from lora_core.validation.parallel import _check_range
+from lora_core.validation import parallel as parallel_module
+from lora_core.validation import sources as sources_module
+from lora_core.validation.blocks import BlockChecker
+from lora_core.validation.parallel import _check_span
 from lora_core.validation.reader import LineReader, over_limit
 from lora_core.validation.report import PendingIssues
-from lora_core.validation.validator import _file_blocks, run_file_validation, run_validation
+from lora_core.validation.sources import LocalFileSource, SourceChanged, read_span
+from lora_core.validation.validator import run_file_validation, run_validation
 from tests.validation.test_block_boundaries import CASES, LINE_KINDS, LONG, PAIRS
-from tests.validation.test_rule_codes import V4, encode_line, header, pair
+from tests.validation.test_rule_codes import V4, BytesSource, encode_line, header, pair
 
 ONE_BLOCK = 1 << 62
 LINE_LIMIT = 1100
@@ -61,71 +64,73 @@ def _reader_lines(text: bytes, line_limit: int) -> list[tuple[int, bytes | None]
     return list(LineReader(iter((text,)), ValidationLimits(line_limit_bytes=line_limit), PendingIssues()))
 
 
-def _block_lines(path: Path, start: int, read_bytes: int, block_bytes: int, block_lines: int, line_limit: int) -> list:
-    """The lines `_file_blocks` gives, numbered, as the checker sees them (None: over the limit)."""
+def _span_lines(data: bytes, span_bytes: int, line_limit: int) -> list[tuple[int, bytes | None]]:
+    """The lines `read_span` gives over spans of `span_bytes`, numbered, as the checker sees them (None: over the
+    limit)."""
+    source = BytesSource(data)
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # the reader drops a BOM; spans start after it
     lines: list[tuple[int, bytes | None]] = []
-    data_of_file = path.read_bytes()
-    expected_number = 1
-    with open(path, "rb") as handle:
-        for number, begin, end, too_long_last in _file_blocks(
-            handle, start, block_bytes, block_lines, line_limit, read_bytes
-        ):
-            assert number == expected_number
-            data = data_of_file[begin:end]
-            assert begin <= end
-            if data and not data.endswith(b"\n"):
-                data += b"\n"
-            parts: list[bytes | None] = list(data.split(b"\n"))
-            parts.pop()
-            for part in parts:
-                lines.append((number, None if part is not None and over_limit(part, line_limit) else part))
-                number += 1
-            if too_long_last:
-                lines.append((number, None))
-                number += 1
-            expected_number = number
+    number = 1
+    expected_first = start
+    for span_start in range(start, len(data), span_bytes):
+        first, block, too_long_last = read_span(source, start, span_start, span_start + span_bytes, line_limit)
+        if block or too_long_last:
+            assert first == expected_first  # spans take every line once, in order
+        parts: list[bytes] = block.split(b"\n")
+        assert parts.pop() == b""  # whole lines, each with its line end
+        for part in parts:
+            lines.append((number, None if over_limit(part, line_limit) else part))
+            number += 1
+            expected_first += len(part) + 1
+        if too_long_last:
+            lines.append((number, None))
+            number += 1
+            newline = data.find(b"\n", expected_first)
+            expected_first = len(data) if newline < 0 else newline + 1
     return lines
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_file_blocks_give_the_readers_lines(name: str, tmp_path: Path) -> None:
+def test_spans_give_the_readers_lines(name: str) -> None:
     data = CASES[name]
-    path = tmp_path / "data.jsonl"
-    path.write_bytes(data)
-    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
     expected = _reader_lines(data, LINE_LIMIT)
-    for read_bytes in (1, 2, 3, 7, 64, 1000, 5000):
-        for block_bytes, block_lines in ((1, ONE_BLOCK), (50, ONE_BLOCK), (ONE_BLOCK, 1), (1500, 2), (ONE_BLOCK, 3)):
-            got = _block_lines(path, start, read_bytes, block_bytes, block_lines, LINE_LIMIT)
-            assert got == expected, (read_bytes, block_bytes, block_lines)
+    for span_bytes in (1, 2, 3, 7, 50, 64, 1000, 1500, 5000, ONE_BLOCK):
+        assert _span_lines(data, span_bytes, LINE_LIMIT) == expected, span_bytes
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.parametrize("overlap", [1, 5, 4096])
+def test_spans_read_past_their_end_as_far_as_the_line_goes(overlap: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """However little is read past a span at first (SPAN_OVERLAP), its last line is finished, or skipped once over
+    the limit, reading on in pieces (EXTEND_BYTES)."""
+    monkeypatch.setattr(sources_module, "SPAN_OVERLAP", overlap)
+    monkeypatch.setattr(sources_module, "EXTEND_BYTES", 3)
+    for name, data in CASES.items():
+        for span_bytes in (1, 7, 64, 1500):
+            assert _span_lines(data, span_bytes, LINE_LIMIT) == _reader_lines(data, LINE_LIMIT), (name, span_bytes)
+
+
+@settings(max_examples=80, deadline=None)
 @given(
     picks=st.lists(st.integers(0, len(LINE_KINDS) - 1), max_size=25),
     crlf=st.lists(st.booleans(), min_size=25, max_size=25),
     final=st.booleans(),
-    read_bytes=st.integers(1, 3000),
-    block_bytes=st.integers(1, 4000),
-    block_lines=st.integers(1, 6),
+    span_bytes=st.integers(1, 4000),
 )
-def test_file_blocks_any_lines(
-    tmp_path: Path,
-    picks: list[int],
-    crlf: list[bool],
-    final: bool,
-    read_bytes: int,
-    block_bytes: int,
-    block_lines: int,
-) -> None:
+def test_spans_any_lines(picks: list[int], crlf: list[bool], final: bool, span_bytes: int) -> None:
     data = b"".join(LINE_KINDS[pick] + (b"\r\n" if crlf[i] else b"\n") for i, pick in enumerate(picks))
     if not final:
         data = data.rstrip(b"\n")
-    path = tmp_path / "any.jsonl"
-    path.write_bytes(data)
-    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # the reader drops a BOM; run_file starts after it
-    got = _block_lines(path, start, read_bytes, block_bytes, block_lines, LINE_LIMIT)
-    assert got == _reader_lines(data, LINE_LIMIT)
+    assert _span_lines(data, span_bytes, LINE_LIMIT) == _reader_lines(data, LINE_LIMIT)
+
+
+def test_a_span_inside_one_long_line_reads_only_itself() -> None:
+    """A span that lies inside a line which started before it has no line: it reads itself (and one byte before),
+    not the rest of the line, however long."""
+    data = b'{"a": 1}\n' + b"x" * 100_000 + b"\n"
+    source = BytesSource(data)
+    _first, block, too_long_last = read_span(source, 0, 50_000, 50_100, LINE_LIMIT)
+    assert (block, too_long_last) == (b"", False)
+    assert source.reads == 1
 
 
 FILE_CASES = {
@@ -171,28 +176,43 @@ def test_gzip_and_binary_files_keep_the_stream_path(data: bytes, tmp_path: Path)
 def test_a_worker_that_cannot_read_the_file_leaves_its_block_to_the_caller(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The file moved or replaced after it was opened: the workers' (device, inode) differ, and every block is then
-    checked from the caller's open file, with the same report."""
+    """The file replaced after it was opened: the workers find another (device, inode) at its path, and every span
+    is then read from the caller's open file and checked with the same report."""
     data = FILE_CASES["header, duplicates and many lines"]
     path = tmp_path / "data.jsonl"
     path.write_bytes(data)
-    real_fstat = os.fstat
+    real_open = LocalFileSource.open.__func__  # type: ignore[attr-defined]
 
-    def moved_fstat(fd: int) -> Any:
-        stat = real_fstat(fd)
-        return SimpleNamespace(st_size=stat.st_size, st_dev=stat.st_dev, st_ino=stat.st_ino + 1)
+    def replaced_open(cls: type[LocalFileSource], fd: int, name: str) -> LocalFileSource:
+        source = real_open(cls, fd, name)
+        source.close()
+        replaced = dataclasses.replace(source, inode=source.inode + 1)  # what the path no longer is
+        sources_module._LOCAL_FDS[(replaced.path, replaced.device, replaced.inode)] = fd
+        return replaced
 
-    monkeypatch.setattr(validator_module.os, "fstat", moved_fstat)
-    got, _info = _from_file(path, read_bytes=64, block_bytes=300, block_lines=ONE_BLOCK, line_limit_bytes=LINE_LIMIT)
+    monkeypatch.setattr(LocalFileSource, "open", classmethod(replaced_open))
+    got, info = _from_file(path, read_bytes=64, block_bytes=300, block_lines=ONE_BLOCK, line_limit_bytes=LINE_LIMIT)
     monkeypatch.undo()
     assert got == _single_pass(data, line_limit_bytes=LINE_LIMIT)
+    assert info.workers == 2 and info.worker_peak_rss_kib  # the blocks were still checked by the workers
+    assert not sources_module._LOCAL_FDS  # the caller forgot its descriptor when it was done
 
 
-def test_check_range_refuses_another_file(tmp_path: Path) -> None:
+def test_check_span_refuses_another_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel_module, "_checker", BlockChecker(V4, ValidationLimits(line_limit_bytes=LINE_LIMIT)))
     path = tmp_path / "data.jsonl"
     path.write_bytes(b"\n".join(PAIRS) + b"\n")
     stat = os.stat(path)
-    args = (0, 10, 1, False, 1, (None, 0), (100, 100))
-    assert _check_range(str(path), (stat.st_dev, stat.st_ino + 1), *args) is None
-    assert _check_range(str(tmp_path / "gone.jsonl"), (stat.st_dev, stat.st_ino), *args) is None
-    assert _check_range(str(path), (stat.st_dev, stat.st_ino), 0, 10**9, *args[2:]) is None  # shorter than asked
+    same = LocalFileSource(str(path), stat.st_dev, stat.st_ino, stat.st_size)
+    args = (0, 0, 100, None, (None, 0), (100, 100))
+    result = _check_span(same, *args)
+    assert result is not None and result.lines == 1 and result.first_number == 1
+    assert _check_span(dataclasses.replace(same, inode=stat.st_ino + 1), *args) is None
+    assert _check_span(LocalFileSource(str(tmp_path / "gone.jsonl"), stat.st_dev, stat.st_ino, 10), *args) is None
+    longer = LocalFileSource(str(tmp_path / "other.jsonl"), 0, 0, stat.st_size + 10)
+    (tmp_path / "other.jsonl").write_bytes(path.read_bytes())
+    other = os.stat(tmp_path / "other.jsonl")
+    longer = dataclasses.replace(longer, device=other.st_dev, inode=other.st_ino)
+    with pytest.raises(SourceChanged):  # shorter than it was when the validation started
+        read_span(longer, 0, stat.st_size, stat.st_size + 10, LINE_LIMIT)
+    assert _check_span(longer, 0, stat.st_size, stat.st_size + 10, None, (None, 0), (100, 100)) is None

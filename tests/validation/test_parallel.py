@@ -1,8 +1,9 @@
 """The block-by-block and worker-process paths give the very report of a single pass, byte for byte.
 
-Every input is validated three ways and the reports compared as JSON text (key order included): as one block in
-this process (the reference: a single pass), in blocks of a few lines in this process, and in blocks of a few lines
-in worker processes from the first line on. Tiny blocks put every cross-line rule across block boundaries:
+Every input is validated four ways and the reports compared as JSON text (key order included): as one block in
+this process (the reference: a single pass), in blocks of a few lines in this process, in blocks of a few lines
+in worker processes from the first line on, and as a source cut into spans of a few hundred bytes that worker
+processes read themselves, numbering their lines from 1. Tiny blocks put every cross-line rule across block boundaries:
 duplicates, repeated ids, the shape fixed in one block and broken in another, bare `conversation_id` lines before
 and after the shape is known, the `_meta` header, and more than 100 issues.
 """
@@ -20,13 +21,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lora_core.validation import ValidationLimits
-from lora_core.validation.validator import run_validation
+from lora_core.validation.validator import run_source_validation, run_validation
 from tests.conftest import EQ12_PATH
 from tests.validation.test_rule_codes import (
     DELETE,
     OPENAI,
     V3,
     V4,
+    BytesSource,
     Line,
     changed,
     chunked,
@@ -52,10 +54,22 @@ def report_json(data: bytes, fmt: str, *, workers: int, block_lines: int, **limi
     return json.dumps(report.to_dict())
 
 
+def spans_report_json(data: bytes, fmt: str, *, span_bytes: int, **limit_overrides: int) -> str:
+    """The report of `data` as a source whose spans worker processes read themselves."""
+    limits = ValidationLimits(workers=2, **limit_overrides)
+    report, info = run_source_validation(
+        BytesSource(data), fmt, limits, block_bytes=span_bytes, parallel_from_bytes=-1, read_bytes=64
+    )
+    if report.stats.total_examples and not data.startswith(b"\x1f\x8b"):
+        assert info.workers == 2
+    return json.dumps(report.to_dict())
+
+
 def assert_same_everywhere(data: bytes, fmt: str = V4, *, block_lines: int = 3, **limit_overrides: int) -> dict:
     single = report_json(data, fmt, workers=0, block_lines=ONE_BLOCK, **limit_overrides)
     assert report_json(data, fmt, workers=0, block_lines=block_lines, **limit_overrides) == single
     assert report_json(data, fmt, workers=2, block_lines=block_lines, **limit_overrides) == single
+    assert spans_report_json(data, fmt, span_bytes=150 * block_lines, **limit_overrides) == single
     return json.loads(single)
 
 
@@ -277,3 +291,18 @@ def test_any_mix_of_lines_in_worker_processes(picks: list[int], block_lines: int
     data = to_jsonl([LINE_KINDS[pick] for pick in picks])
     single = report_json(data, V4, workers=0, block_lines=ONE_BLOCK)
     assert report_json(data, V4, workers=2, block_lines=block_lines) == single
+    assert spans_report_json(data, V4, span_bytes=100 * block_lines) == single
+
+
+def test_a_span_that_fixes_the_shape_and_breaks_it_names_the_right_line() -> None:
+    """A worker numbers a span's lines from 1. When the span fixes the file's shape and a later line in it has
+    another shape, its `mixed_shapes` message names the line that fixed it: the span is checked again here, with
+    the file's line numbers, rather than shifted."""
+    first = pair(1)
+    prefix = [{"x": "y" * 200}] * (len(to_jsonl([first])) // 200 + 2)  # lines of no shape, a span's worth
+    data = to_jsonl([*prefix, first, conversation(1)])
+    span_bytes = len(to_jsonl(prefix))
+    single = json.loads(report_json(data, V4, workers=0, block_lines=ONE_BLOCK))
+    mixed = [issue for issue in single["errors"] if issue["code"] == "mixed_shapes"]
+    assert mixed and f"line {len(prefix) + 1} made this a file" in mixed[0]["message"]
+    assert spans_report_json(data, V4, span_bytes=span_bytes) == json.dumps(single)

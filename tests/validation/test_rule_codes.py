@@ -70,6 +70,20 @@ def chunked(data: bytes, size: int) -> Iterator[bytes]:
         yield data[start : start + size]
 
 
+class BytesSource:
+    """A byte source (validation.sources.ByteSource) over bytes in memory, counting its reads; picklable, so
+    worker processes read their spans of it too."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.size = len(data)
+        self.reads = 0
+
+    def read(self, offset: int, length: int) -> bytes:
+        self.reads += 1
+        return self.data[offset : offset + length]
+
+
 def validate_bytes(data: bytes, fmt: str = V4, *, chunk_size: int = CHUNK_SIZE, **limit_overrides: int) -> dict:
     report = validate_stream(chunked(data, chunk_size), fmt=fmt, limits=limits(**limit_overrides))
     return report.to_dict()
