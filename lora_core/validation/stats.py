@@ -81,11 +81,15 @@ class ExampleTotals:
         self.target_tokens = 0
         self.over_context_limit = 0
         self.role_counts: dict[str, int] = dict.fromkeys(("system", "user", "assistant"), 0)
+        # Each example's tokens, in a list while a block is counted (an append is cheaper than a tally's update),
+        # then tallied value → count when blocks are merged (`Counter.update` on a list runs in C).
+        self.token_values: list[int] = []
         self.tokens_tally: Counter[int] = Counter()
         # conversation_id → its turns (pair: highest turn_number; conversation: largest user+assistant count).
         self.conversation_turns: dict[Hashable, int] = {}
         # Lines that are one conversation each (`messages`, and lines without a usable conversation_id): their turn
-        # counts are tallied, not keyed.
+        # counts, listed and tallied like the tokens.
+        self.line_turn_values: list[int] = []
         self.line_turns_tally: Counter[int] = Counter()
         self.samples: list[dict[str, Any]] = []
 
@@ -98,16 +102,24 @@ class ExampleTotals:
         self.over_context_limit += later.over_context_limit
         for role, count in later.role_counts.items():
             self.role_counts[role] += count
+        self.tokens_tally.update(later.token_values)
         self.tokens_tally.update(later.tokens_tally)
         turns_of = self.conversation_turns
-        for key, turns in later.conversation_turns.items():
-            if turns > turns_of.get(key, -1):
-                turns_of[key] = turns
+        more = later.conversation_turns
+        # A conversation usually lies in one block: only the ids both have need comparing; the rest are added in C.
+        for key in turns_of.keys() & more.keys():
+            if turns_of[key] > more[key]:
+                more[key] = turns_of[key]
+        turns_of.update(more)
+        self.line_turns_tally.update(later.line_turn_values)
         self.line_turns_tally.update(later.line_turns_tally)
         if len(self.samples) < SAMPLE_COUNT:
             self.samples.extend(later.samples[: SAMPLE_COUNT - len(self.samples)])
 
     def build(self, context_limit: int) -> DatasetStats:
+        self.tokens_tally.update(self.token_values)
+        self.line_turns_tally.update(self.line_turn_values)
+        self.token_values, self.line_turn_values = [], []
         turns_tally = Counter(self.conversation_turns.values()) + self.line_turns_tally
         conversations = len(self.conversation_turns) + sum(self.line_turns_tally.values())
         total_turns = sum(self.conversation_turns.values()) + sum(v * n for v, n in self.line_turns_tally.items())
@@ -172,11 +184,10 @@ class ExampleCounter:
                 totals.training_pairs += 1
                 totals.target_tokens += message_tokens
         totals.total_tokens += tokens
-        tally = totals.tokens_tally
-        tally[tokens] = tally.get(tokens, 0) + 1  # Counter's += calls a Python-level __missing__ for new keys
+        totals.token_values.append(tokens)
 
         if conversation_key is None:
-            totals.line_turns_tally[turns] = totals.line_turns_tally.get(turns, 0) + 1
+            totals.line_turn_values.append(turns)
         elif turns > totals.conversation_turns.get(conversation_key, -1):
             totals.conversation_turns[conversation_key] = turns
 

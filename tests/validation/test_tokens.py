@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lora_core.validation.tokens import TokenCounter, count_words, estimate_tokens
+from lora_core.validation.tokens import _UNICODE_SPACE, TokenCounter, count_words, estimate_tokens
 
 # Every character `str.split()` treats as whitespace, ASCII and not, mixed with word characters of all widths.
 WHITESPACE = [chr(c) for c in range(0x110000) if chr(c).isspace()]
@@ -29,6 +29,12 @@ def test_word_count_equals_str_split_on_any_ascii_text(text: str) -> None:
 @given(st.text(max_size=200))
 def test_word_count_equals_str_split_on_any_text(text: str) -> None:
     assert count_words(text) == len(text.split())
+
+
+def test_the_list_of_unicode_spaces_is_pythons() -> None:
+    """The validator's hard-coded non-ASCII whitespace is exactly what this Python's `str.split()` splits on."""
+    non_ascii = "".join(char for char in WHITESPACE if ord(char) > 127)
+    assert _UNICODE_SPACE.findall(non_ascii + "a\u200b\ufeff") == list(non_ascii)
 
 
 def test_ascii_separators_that_are_easy_to_forget_split_words() -> None:
