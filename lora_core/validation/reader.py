@@ -10,9 +10,12 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator
 from itertools import chain
+from typing import TYPE_CHECKING
 
 from lora_core.validation.limits import ValidationLimits
-from lora_core.validation.report import PendingIssues
+
+if TYPE_CHECKING:  # not at run time: worker processes use the reader's `over_limit` without the report's models
+    from lora_core.validation.report import PendingIssues
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"

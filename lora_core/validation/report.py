@@ -7,26 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-# Every code FORMAT.md calls a warning; every other code is an error. Warnings never block a dataset.
-WARNING_CODES: frozenset[str] = frozenset(
-    {
-        "bom",
-        "blank_line",
-        "few_examples",
-        "empty_system_prompt",
-        "missing_metadata",
-        "missing_scaffolding",
-        "low_quality",
-        "repeated_user_input",
-        "trailing_user_turn",
-        "unknown_key",
-        "duplicate_example",
-        "over_context_limit",
-    }
-)
+from lora_core.validation.codes import KEPT_LINE_ISSUES, WARNING_CODES
 
-# How many line issues of each kind (errors, warnings) the report lists; all of them are counted.
-KEPT_LINE_ISSUES = 100
+__all__ = ["KEPT_LINE_ISSUES", "WARNING_CODES"]
 
 
 class Issue(BaseModel):

@@ -18,11 +18,11 @@ from hashlib import sha1
 from itertools import product
 from typing import TYPE_CHECKING, Any
 
-from lora_core.validation.report import DatasetStats, Distribution, MessagesPerRole
 from lora_core.validation.tokens import TokenCounter
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the report's models are imported where they are built, so worker processes never import them
     from lora_core.validation.blocks import BlockIssues
+    from lora_core.validation.report import DatasetStats, Distribution
 
 # A training message: (role, content, weight or None, is_training_target).
 TrainingMessage = tuple[str, str, "int | None", bool]
@@ -41,6 +41,7 @@ _MESSAGE_SALTS: dict[tuple[str, int | None, bool], int] = {
 
 def distribution(tally: Counter[int]) -> Distribution:
     """Nearest-rank min/p50/p90/p99/max and bins [0,1), [1,2), [2,4), [4,8)… up to the bin holding the max."""
+    from lora_core.validation.report import Distribution
     total = sum(tally.values())
     if total == 0:
         return Distribution()
@@ -117,6 +118,7 @@ class ExampleTotals:
             self.samples.extend(later.samples[: SAMPLE_COUNT - len(self.samples)])
 
     def build(self, context_limit: int) -> DatasetStats:
+        from lora_core.validation.report import DatasetStats, MessagesPerRole
         self.tokens_tally.update(self.token_values)
         self.line_turns_tally.update(self.line_turn_values)
         self.token_values, self.line_turn_values = [], []
