@@ -8,8 +8,10 @@ Measures, each in its own child process so peak RSS is that measurement's alone:
   3. local      the validator on the local file, as validate_file runs it in production (default limits and the
                 file's size as a hint, so worker processes from the start for inputs over 32 MiB:
                 LORA_VALIDATION_WORKERS, else up to 2)
-  4. s3         the same over get_object(...)["Body"].iter_chunks(1 MiB) from a moto server, which runs in
-                yet another process (moto holds the whole object in memory; that memory is not the validator's)
+  4. s3         the validator on an object of a moto server, as the sweep runs it (validate_download): one GET
+                streamed into a spool file that the workers read spans of as soon as the download has passed
+                them; moto runs in yet another process (it holds the whole object in memory; that memory is not
+                the validator's)
 Targets: validator MB/s ≥ 0.50 × orjson's, and validator peak RSS ≤ 200 MiB. The peak RSS of the validating process
 and the sum of its workers' peaks are printed apart, and together.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import subprocess
@@ -190,16 +193,17 @@ def _measure(mode: str, target: str) -> dict[str, Any]:
     if mode in ("local", "s3"):
         from lora_core.settings import Settings
         from lora_core.validation import ValidationLimits
-        from lora_core.validation.validator import run_file_validation, run_validation
+        from lora_core.validation.validator import run_file_validation
 
         # As production runs it: the settings' limits, workers included (LORA_VALIDATION_WORKERS, else up to 2).
         limits = ValidationLimits.from_settings(Settings())
     if mode == "s3":
-        import boto3
-        from botocore.config import Config
+        from lora_core.storage import S3Store
+        from lora_core.validation.validator import run_download_validation
 
         endpoint, bucket, key = target.split("|")
-        client = _s3_client(boto3, Config, endpoint)
+        os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+        store = S3Store(bucket, endpoint_url=endpoint, region="us-east-1", upload_ttl=60, download_ttl=60)
     started = time.perf_counter()
     if mode == "orjson":
         count = 0
@@ -218,13 +222,14 @@ def _measure(mode: str, target: str) -> dict[str, Any]:
                 count += 1
         extra["lines"] = count
     elif mode in ("local", "s3"):
-        # What validate_file and validate_stream run, with the report of how it ran (workers and their memory).
+        # What validate_file and validate_download run, with the report of how it ran (workers and their memory).
         if mode == "local":
-            # What validate_file runs (past its upload-limit check): a large file's blocks are read by the workers.
+            # What validate_file runs (past its upload-limit check): the workers read their spans of the file.
             report, info = run_file_validation(target, limits=limits)
         else:
-            body = client.get_object(Bucket=bucket, Key=key)["Body"]
-            report, info = run_validation(body.iter_chunks(MIB), limits=limits)
+            size = store.head(key).size
+            spool_dir = Path(tempfile.gettempdir()) / "lora-bench-spool"
+            report, info = run_download_validation(store.iter_chunks(key), size, spool_dir, limits=limits)
         extra = {"valid": report.valid, "pairs": report.stats.total_training_pairs, "errors": report.error_count}
         # Each worker reports its own peak RSS; they run at once, so their sum is what the validation adds.
         extra["workers"] = info.workers
@@ -336,7 +341,7 @@ def main() -> None:
 
         results: dict[str, dict[str, Any]] = {}
         plan = [("orjson", "bare orjson.loads per line (yardstick)"), ("e02", "E02 spec: read+splitlines+json")]
-        plan += [("local", "validator, local file"), ("s3", "validator, S3 (moto) stream")]
+        plan += [("local", "validator, local file"), ("s3", "validator, S3 object (moto)")]
         for mode, label in plan:
             if (mode == "e02" and args.skip_e02) or (mode == "s3" and args.skip_s3):
                 continue

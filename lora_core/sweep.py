@@ -34,9 +34,10 @@ from lora_core.validation import (
     ValidationLimits,
     ValidationReport,
     file_too_large_report,
+    validate_download,
     validate_file,
-    validate_stream,
 )
+from lora_core.validation.sources import SourceChanged
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +200,15 @@ class Sweeper:
                 if info.size > self.limits.max_upload_bytes:
                     return file_too_large_report(info.size, claim.format, self.limits)
                 with self._holding_lease(claim):
+                    # Worker processes read their spans of a local file, or of a large S3 object's download
+                    # spooled to the data folder, themselves.
                     path = self.store.local_path(claim.storage_path)
-                    if path is not None:  # worker processes read their parts of the file themselves
+                    if path is not None:
                         return validate_file(path, claim.format, self.limits)
-                    return validate_stream(self.store.iter_chunks(claim.storage_path), claim.format, self.limits)
-            except TransientStorageError as error:
+                    chunks = self.store.iter_chunks(claim.storage_path)
+                    spool_dir = self.settings.data_dir / "spool"
+                    return validate_download(chunks, info.size, spool_dir, claim.format, self.limits)
+            except (TransientStorageError, SourceChanged) as error:  # SourceChanged: the object changed meanwhile
                 log.warning("storage error on dataset %s (try %d): %s", claim.dataset_id, attempt + 1, error)
                 if attempt < self.settings.storage_retries:
                     self._sleep(delay)

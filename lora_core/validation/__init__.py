@@ -4,7 +4,7 @@ Public API::
 
     validate_stream(chunks, fmt, limits) -> ValidationReport   # any iterable of bytes chunks, one pass
     validate_file(path, fmt, limits) -> ValidationReport       # size check, then one pass; OSError if unreadable
-    validate_source(source, fmt, limits) -> ValidationReport   # a stored object read at any offset (S3)
+    validate_download(chunks, size, spool_dir, fmt, limits)     # a stored object's download (S3), spooled
     file_too_large_report(size, fmt, limits) -> ValidationReport
 
 The names are imported on first use (PEP 562): a worker process imports only what checks lines (blocks.py and
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
         DEFAULT_FORMAT,
         FORMAT_SHAPES,
         file_too_large_report,
+        validate_download,
         validate_file,
-        validate_source,
         validate_stream,
     )
 
@@ -41,7 +41,7 @@ _HOMES = {
     "FORMAT_SHAPES": "validator",
     "file_too_large_report": "validator",
     "validate_file": "validator",
-    "validate_source": "validator",
+    "validate_download": "validator",
     "validate_stream": "validator",
 }
 
@@ -56,8 +56,8 @@ __all__ = [
     "count_words",
     "estimate_tokens",
     "file_too_large_report",
+    "validate_download",
     "validate_file",
-    "validate_source",
     "validate_stream",
 ]
 

@@ -37,6 +37,16 @@ class ByteSource(Protocol):
         object is not the one the validation started on) or a storage error."""
         ...
 
+    def chunks(self, offset: int, chunk_bytes: int) -> Iterator[bytes]:
+        """The bytes from `offset` to the end, in chunks of about `chunk_bytes`, for what is read in order (gzip,
+        small files, a file's head)."""
+        ...
+
+    def for_worker(self, reach: int) -> ByteSource:
+        """The source a worker process reads bytes [0, reach) from (picklable); it may wait until they are there
+        (spool.SpooledSource: an object still downloading)."""
+        ...
+
 
 # -- local files ---------------------------------------------------------------------------------------------------
 
@@ -72,10 +82,11 @@ class LocalFileSource:
     size: int
 
     @classmethod
-    def open(cls, fd: int, path: str) -> LocalFileSource:
-        """The source of a file this process has open as `fd`; reads here go through `fd` until `close`."""
+    def open(cls, fd: int, path: str, size: int | None = None) -> LocalFileSource:
+        """The source of a file this process has open as `fd` (of `size` bytes when it is still being written);
+        reads here go through `fd` until `close`."""
         stat = os.fstat(fd)
-        source = cls(os.path.abspath(path), stat.st_dev, stat.st_ino, stat.st_size)
+        source = cls(os.path.abspath(path), stat.st_dev, stat.st_ino, stat.st_size if size is None else size)
         _LOCAL_FDS[source._key] = fd
         return source
 
@@ -105,9 +116,15 @@ class LocalFileSource:
     def read(self, offset: int, length: int) -> bytes:
         return read_range(self._fd(), offset, length)
 
+    def chunks(self, offset: int, chunk_bytes: int) -> Iterator[bytes]:
+        return iter_source(self, offset, chunk_bytes)
+
+    def for_worker(self, reach: int) -> LocalFileSource:
+        return self
+
 
 def iter_source(source: ByteSource, start: int = 0, chunk_bytes: int = EXTEND_BYTES) -> Iterator[bytes]:
-    """The source's bytes from `start`, in chunks (for what is read in order: gzip, the head of a file)."""
+    """The source's bytes from `start`, in chunks, each one `read` (ByteSource.chunks for a local file)."""
     offset = start
     while offset < source.size:
         chunk = source.read(offset, chunk_bytes)
@@ -118,6 +135,12 @@ def iter_source(source: ByteSource, start: int = 0, chunk_bytes: int = EXTEND_BY
 
 
 # -- spans ---------------------------------------------------------------------------------------------------------
+
+
+def span_reach(end: int, line_limit: int) -> int:
+    """How far `read_span` may read for a span that ends at `end`: its overlap, or a last line read on until it is
+    known to be over the limit."""
+    return end + max(SPAN_OVERLAP, line_limit + 1 + EXTEND_BYTES)
 
 
 def read_span(

@@ -3,7 +3,7 @@ large input, in worker processes (blocks.py, parallel.py) → merged in line ord
 
 This process does no work per line (beyond the file's first non-blank line): a block travels as one `bytes`
 object and is split into lines by whoever checks it, so on two cores the workers get nearly all the CPU. For a large
-stored file (`validate_file`, `validate_source`) not even that: the file is cut at fixed byte offsets into spans,
+stored file (`validate_file`, `validate_download`) not even that: the file is cut at fixed byte offsets into spans,
 each worker reads its span's lines from the source itself and numbers them from 1, and this process only merges,
 shifting each span's line numbers by the lines the spans before it held (`run_source`).
 """
@@ -31,15 +31,16 @@ from lora_core.validation.parallel import BlockPool, span_block
 from lora_core.validation.reader import GZIP_MAGIC, SNIFF_BYTES, UTF8_BOM, LineReader, _binary_kind, over_limit
 from lora_core.validation.report import DatasetStats, IssueCollector, PendingIssues, ValidationReport
 from lora_core.validation.rules import duplicate_id
-from lora_core.validation.sources import ByteSource, LocalFileSource, iter_source
+from lora_core.validation.sources import ByteSource, LocalFileSource, span_reach
+from lora_core.validation.spool import Spool
 from lora_core.validation.stats import SAMPLE_COUNT, AddIssue, ExampleTotals, duplicate_example
 
 __all__ = [
     "DEFAULT_FORMAT",
     "FORMAT_SHAPES",
     "file_too_large_report",
+    "validate_download",
     "validate_file",
-    "validate_source",
     "validate_stream",
 ]
 
@@ -123,18 +124,39 @@ def validate_file(
     return run_file_validation(path, fmt, limits)[0]
 
 
-def validate_source(
-    source: ByteSource, fmt: str = DEFAULT_FORMAT, limits: ValidationLimits = DEFAULT_LIMITS
+def validate_download(
+    chunks: Iterable[bytes],
+    size: int,
+    spool_dir: str | os.PathLike[str],
+    fmt: str = DEFAULT_FORMAT,
+    limits: ValidationLimits = DEFAULT_LIMITS,
 ) -> ValidationReport:
-    """Validate a stored object that can be read at any offset (storage.S3ObjectSource), refusing it unread when it
-    is larger than the upload limit. Worker processes read their spans of it themselves.
+    """Validate a stored object of `size` bytes given as the chunks of one download (S3), refusing it unread when
+    it is larger than the upload limit.
 
-    Exceptions raised by the source (storage errors, `SourceChanged`) propagate unchanged.
+    A small object is checked as it streams in. A large one is spooled to a file under `spool_dir` (removed
+    afterwards), whose spans worker processes check as soon as the download has passed them (spool.py). Exceptions
+    raised by `chunks` propagate unchanged; an object that turns out larger or smaller than `size` is
+    `SourceChanged`.
     """
     _check_format(fmt)
-    if source.size > limits.max_upload_bytes:
-        return file_too_large_report(source.size, fmt, limits)
-    return run_source_validation(source, fmt, limits)[0]
+    if size > limits.max_upload_bytes:
+        return file_too_large_report(size, fmt, limits)
+    return run_download_validation(chunks, size, spool_dir, fmt, limits)[0]
+
+
+def run_download_validation(
+    chunks: Iterable[bytes],
+    size: int,
+    spool_dir: str | os.PathLike[str],
+    fmt: str = DEFAULT_FORMAT,
+    limits: ValidationLimits = DEFAULT_LIMITS,
+) -> tuple[ValidationReport, RunInfo]:
+    """`validate_download` without the upload limit, and how it ran."""
+    if limits.workers <= 1 or size <= PARALLEL_FROM_BYTES:
+        return run_validation(chunks, fmt, limits)
+    with Spool(chunks, size, spool_dir) as spool:
+        return run_source_validation(spool.source, fmt, limits, parallel_from_bytes=PARALLEL_FROM_BYTES)
 
 
 def file_too_large_report(size: int, fmt: str, limits: ValidationLimits) -> ValidationReport:
@@ -215,7 +237,8 @@ def run_source_validation(
     parallel_from_bytes: int = PARALLEL_FROM_BYTES,
     read_bytes: int | None = None,
 ) -> tuple[ValidationReport, RunInfo]:
-    """`validate_source` without the upload limit, with `run_validation`'s knobs and how it ran.
+    """Validate a source read at any offset (a local file, a spooled download), with `run_validation`'s knobs, and
+    how it ran.
 
     Text is cut into spans of `block_bytes` that workers read themselves; gzip and binary data, and sources too
     small for workers, are streamed through this process in chunks of `read_bytes` (`run_validation`).
@@ -231,7 +254,7 @@ def run_source_validation(
         run = _Validation(fmt, limits, block_bytes, block_lines, parallel_from_bytes, -1)
         return run.run_source(source, head, read_bytes or HEAD_READ_BYTES), run.info
     return run_validation(
-        iter_source(source, 0, read_bytes or READ_BLOCK_BYTES),
+        source.chunks(0, read_bytes or READ_BLOCK_BYTES),
         fmt,
         limits,
         block_bytes=block_bytes,
@@ -369,7 +392,7 @@ class _Validation:
         reader_issues = PendingIssues()
         offset = self.data_start
         array_file = False
-        for _number, line in LineReader(iter_source(source, 0, read_bytes), self.limits, reader_issues):
+        for _number, line in LineReader(source.chunks(0, read_bytes), self.limits, reader_issues):
             if line is None or line[:1] == b"{" or line.strip(b" \t\r"):  # over the limit counts as non-blank
                 self.first_nonblank_at = offset
                 array_file = line is not None and line.lstrip(b" \t\r")[:1] == b"["
@@ -448,9 +471,10 @@ class _Validation:
         future: Future[BlockResult | None]
         if type(job) is _Span and self.ranges:
             assert self.source is not None
-            future = self.pool.submit_span(
-                self.source, self.data_start, job.start, job.end, self.first_nonblank_at, hint, room
-            )
+            # A spooled object waits here until the download has passed all the worker may read.
+            source = self.source.for_worker(span_reach(job.end, self.limits.line_limit_bytes))
+            first_nonblank_at = self.first_nonblank_at
+            future = self.pool.submit_span(source, self.data_start, job.start, job.end, first_nonblank_at, hint, room)
         else:
             block = self._span_block(job, 1) if type(job) is _Span else job
             future = self.pool.submit(*block, hint, room)

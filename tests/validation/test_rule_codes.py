@@ -83,6 +83,12 @@ class BytesSource:
         self.reads += 1
         return self.data[offset : offset + length]
 
+    def chunks(self, offset: int, chunk_bytes: int) -> Iterator[bytes]:
+        return chunked(self.data[offset:], chunk_bytes)
+
+    def for_worker(self, reach: int) -> BytesSource:
+        return self
+
 
 def validate_bytes(data: bytes, fmt: str = V4, *, chunk_size: int = CHUNK_SIZE, **limit_overrides: int) -> dict:
     report = validate_stream(chunked(data, chunk_size), fmt=fmt, limits=limits(**limit_overrides))

@@ -1,0 +1,121 @@
+"""A remote object validated while it downloads: streamed once into a local spool file, checked span by span.
+
+S3 serves one sequential GET fast, but each ranged GET of a large object costs time in proportion to the whole
+object on moto (~200 ms per 2 MiB range of a 500 MB object, against ~1 GB/s for one GET). So the object is
+streamed once, by a thread of the validating process, into a file under the spool folder, and worker processes
+read their spans of that file (sources.LocalFileSource) once the download has passed everything they may read
+(sources.span_reach). Memory stays bounded: the object goes to disk, not to RAM; the file is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+
+from lora_core.validation.sources import LocalFileSource, SourceChanged
+
+
+class Spool:
+    """`chunks` written to a new file in `directory` by a thread; `wait(end)` blocks until bytes [0, end) are in.
+
+    Use as a context manager: leaving it stops the download (between chunks) and removes the file. An exception
+    raised by `chunks` (a storage error) is raised again by `wait`, in the validating thread.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], size: int, directory: str | os.PathLike[str]) -> None:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        write_fd, self.path = tempfile.mkstemp(prefix="validating-", suffix=".part", dir=directory)
+        self.size = size
+        self.written = 0
+        self.error: BaseException | None = None
+        self._done = False
+        self._stop = False
+        self._changed = threading.Condition()
+        self.read_fd = os.open(self.path, os.O_RDONLY)
+        self.source = SpooledSource(LocalFileSource.open(self.read_fd, self.path, size), self)
+        self._thread = threading.Thread(target=self._download, args=(chunks, write_fd), name="spool", daemon=True)
+        self._thread.start()
+
+    def _download(self, chunks: Iterable[bytes], fd: int) -> None:
+        try:
+            for chunk in chunks:
+                if self._stop:
+                    return
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+                with self._changed:
+                    self.written += len(chunk)
+                    self._changed.notify_all()
+                if self.written > self.size:
+                    raise SourceChanged("the object is larger than it was when its validation started")
+        except BaseException as exc:  # handed to the validating thread by `wait`
+            self.error = exc
+        finally:
+            os.close(fd)
+            with self._changed:
+                self._done = True
+                self._changed.notify_all()
+
+    def wait(self, end: int) -> None:
+        """Return once bytes [0, min(end, size)) are in the file; raise the download's error if it failed."""
+        end = min(end, self.size)
+        with self._changed:
+            while self.written < end and not self._done:
+                self._changed.wait()
+        if self.written < end:
+            if self.error is not None:
+                raise self.error
+            raise SourceChanged("the object is smaller than it was when its validation started")
+
+    def close(self) -> None:
+        self._stop = True
+        self.source.local.close()
+        os.close(self.read_fd)
+        os.unlink(self.path)
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, _value: BaseException | None, _traceback: TracebackType | None
+    ) -> None:
+        """Remove the file; after a validation that read all it needed, also see the download end well (an object
+        longer than its size is found only there)."""
+        try:
+            if kind is None:
+                self._thread.join()
+                if self.error is not None:
+                    raise self.error
+        finally:
+            self.close()
+
+
+class SpooledSource:
+    """The spool file as a sources.ByteSource for the validating process: every read waits for its bytes; a worker
+    gets the file itself (`for_worker`), once the download has passed what it may read."""
+
+    def __init__(self, local: LocalFileSource, spool: Spool) -> None:
+        self.local = local
+        self.spool = spool
+        self.size = local.size
+
+    def read(self, offset: int, length: int) -> bytes:
+        self.spool.wait(offset + length)
+        return self.local.read(offset, length)
+
+    def chunks(self, offset: int, chunk_bytes: int) -> Iterator[bytes]:
+        while offset < self.size:
+            chunk = self.read(offset, chunk_bytes)
+            if not chunk:
+                return
+            yield chunk
+            offset += len(chunk)
+
+    def for_worker(self, reach: int) -> LocalFileSource:
+        self.spool.wait(reach)
+        return self.local

@@ -1,0 +1,89 @@
+"""A download validated while it is spooled to disk (spool.py) gives the report of a single pass over its bytes, and
+leaves no file behind, whether it succeeds, the download breaks, or the object is not the size it was said to be."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lora_core.validation import ValidationLimits
+from lora_core.validation import validator as validator_module
+from lora_core.validation.sources import SourceChanged
+from lora_core.validation.spool import Spool
+from lora_core.validation.validator import run_source_validation, run_validation, validate_download
+from tests.validation.test_file_ranges import FILE_CASES, LINE_LIMIT
+from tests.validation.test_rule_codes import V4
+
+
+class BrokenDownload(Exception):
+    pass
+
+
+def trickle(data: bytes, size: int, *, fail_after: int | None = None) -> Iterator[bytes]:
+    """The chunks of a slow download, raising BrokenDownload after `fail_after` bytes when asked to."""
+    for start in range(0, len(data), size):
+        if fail_after is not None and start >= fail_after:
+            raise BrokenDownload("connection reset")
+        time.sleep(0.0005)
+        yield data[start : start + size]
+
+
+def single_pass(data: bytes) -> str:
+    report, _info = run_validation(iter((data,)), V4, ValidationLimits(workers=0, line_limit_bytes=LINE_LIMIT))
+    return json.dumps(report.to_dict())
+
+
+@pytest.mark.parametrize("name", list(FILE_CASES))
+def test_a_spooled_download_gives_the_single_pass_report(name: str, tmp_path: Path) -> None:
+    data = FILE_CASES[name]
+    limits = ValidationLimits(workers=2, line_limit_bytes=LINE_LIMIT)
+    with Spool(trickle(data, 97), len(data), tmp_path) as spool:
+        report, info = run_source_validation(spool.source, V4, limits, block_bytes=200, parallel_from_bytes=-1)
+    assert json.dumps(report.to_dict()) == single_pass(data)
+    if report.stats.total_examples > 3 and "json array" not in name:
+        assert info.workers == 2 and info.worker_peak_rss_kib  # workers read spans of the file while it grew
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_broken_download_raises_its_error_and_leaves_nothing(tmp_path: Path) -> None:
+    data = FILE_CASES["header, duplicates and many lines"]
+    limits = ValidationLimits(workers=2, line_limit_bytes=LINE_LIMIT)
+    chunks = trickle(data, 50, fail_after=len(data) // 2)
+    with pytest.raises(BrokenDownload), Spool(chunks, len(data), tmp_path) as spool:
+        run_source_validation(spool.source, V4, limits, block_bytes=200, parallel_from_bytes=-1)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("declared", [-10, 10], ids=["shorter than said", "longer than said"])
+def test_an_object_of_another_size_is_source_changed(declared: int, tmp_path: Path) -> None:
+    data = FILE_CASES["header, duplicates and many lines"]
+    limits = ValidationLimits(workers=2, line_limit_bytes=LINE_LIMIT)
+    with pytest.raises(SourceChanged), Spool(trickle(data, 64), len(data) + declared, tmp_path) as spool:
+        run_source_validation(spool.source, V4, limits, block_bytes=200, parallel_from_bytes=-1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_validate_download_spools_only_large_objects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = FILE_CASES["header, duplicates and many lines"]
+    limits = ValidationLimits(workers=2, line_limit_bytes=LINE_LIMIT)
+    spooled: list[int] = []
+    real_spool = validator_module.Spool
+
+    def recording_spool(chunks: Iterator[bytes], size: int, directory: Path) -> Spool:
+        spooled.append(size)
+        return real_spool(chunks, size, directory)
+
+    monkeypatch.setattr(validator_module, "Spool", recording_spool)
+    small = validate_download(trickle(data, 64), len(data), tmp_path, V4, limits)
+    assert spooled == []  # under PARALLEL_FROM_BYTES: checked as it streams in
+    monkeypatch.setattr(validator_module, "PARALLEL_FROM_BYTES", 100)
+    large = validate_download(trickle(data, 64), len(data), tmp_path, V4, limits)
+    assert spooled == [len(data)]
+    assert json.dumps(small.to_dict()) == json.dumps(large.to_dict()) == single_pass(data)
+    assert list(tmp_path.iterdir()) == []
+    too_large = validate_download(iter(()), limits.max_upload_bytes + 1, tmp_path, V4, limits)
+    assert too_large.error_counts == {"file_too_large": 1}
