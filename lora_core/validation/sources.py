@@ -5,9 +5,10 @@ A large stored file is validated span by span: the file is cut at fixed byte off
 its end to finish the last one. So the validating process reads nothing but the file's head, and the lines of a
 span are numbered from 1: the merge (validator.py) knows how many lines the spans before it held, and shifts them.
 
-A source is small and picklable (a path; storage.S3ObjectSource: a bucket and key), so it travels to worker
-processes; each process opens it once and pins the very object the validation started on: a local file by
-(device, inode), an S3 object by its ETag. Reading something else raises `SourceChanged`.
+A source is small and picklable (a path), so it travels to worker processes; each process opens it once and pins
+the very file the validation started on, by (device, inode). Reading something else raises `SourceChanged`, and
+the validating process, which still has the file open, checks that span itself. (An S3 object is first streamed
+into such a file: spool.py.)
 """
 
 from __future__ import annotations
@@ -104,8 +105,8 @@ class LocalFileSource:
             return fd
         try:
             fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError as exc:
-            raise SourceChanged(f"{self.path} is gone") from exc
+        except OSError as exc:  # gone, or no longer reachable by its path (a folder replaced, permissions changed)
+            raise SourceChanged(f"{self.path} cannot be opened again: {exc.strerror}") from exc
         stat = os.fstat(fd)
         if (stat.st_dev, stat.st_ino) != (self.device, self.inode):
             os.close(fd)

@@ -28,7 +28,8 @@ class Spool:
 
     def __init__(self, chunks: Iterable[bytes], size: int, directory: str | os.PathLike[str]) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        write_fd, self.path = tempfile.mkstemp(prefix="validating-", suffix=".part", dir=directory)
+        remove_orphans(directory)
+        write_fd, self.path = tempfile.mkstemp(prefix=f"validating-{os.getpid()}-", suffix=".part", dir=directory)
         self.size = size
         self.written = 0
         self.error: BaseException | None = None
@@ -87,12 +88,29 @@ class Spool:
         """Remove the file; after a validation that read all it needed, also see the download end well (an object
         longer than its size is found only there)."""
         try:
-            if kind is None:
+            # A validation that stopped early (not text, a JSON array, a gzip cap) did not need the rest: it is not
+            # waited for. One that read the whole object waits for the stream's end, which is one chunk away.
+            if kind is None and self.written >= self.size:
                 self._thread.join()
                 if self.error is not None:
                     raise self.error
         finally:
             self.close()
+
+
+def remove_orphans(directory: str | os.PathLike[str]) -> None:
+    """Remove the spool files of processes that are gone (killed mid-validation: nothing else would remove them).
+    A file's name holds the pid of the process that spooled it."""
+    for path in Path(directory).glob("validating-*-*.part"):
+        pid = path.name.split("-")[1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except PermissionError:  # a live process of another user
+            continue
 
 
 class SpooledSource:

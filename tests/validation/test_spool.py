@@ -4,6 +4,7 @@ leaves no file behind, whether it succeeds, the download breaks, or the object i
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,3 +88,32 @@ def test_validate_download_spools_only_large_objects(tmp_path: Path, monkeypatch
     assert list(tmp_path.iterdir()) == []
     too_large = validate_download(iter(()), limits.max_upload_bytes + 1, tmp_path, V4, limits)
     assert too_large.error_counts == {"file_too_large": 1}
+
+
+def test_a_validation_that_stops_early_does_not_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A zip archive is `not_text` from its first bytes: the report does not wait for the rest of the download."""
+    sent: list[int] = []
+
+    def slow_zip() -> Iterator[bytes]:
+        for index in range(2000):
+            sent.append(index)
+            time.sleep(0.001)
+            yield (b"PK\x03\x04" if index == 0 else b"") + b"\x00" * 10_000
+
+    monkeypatch.setattr(validator_module, "PARALLEL_FROM_BYTES", 100)
+    report = validate_download(slow_zip(), 2000 * 10_000 + 4, tmp_path, V4, ValidationLimits(workers=2))
+    assert report.error_counts == {"not_text": 1}
+    assert len(sent) < 500  # one read of 1 MiB was needed; 20 MB were on offer
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_spool_files_of_processes_that_are_gone_are_removed(tmp_path: Path) -> None:
+    orphan = tmp_path / "validating-999999999-abc.part"  # no such pid
+    orphan.write_bytes(b"x" * 100)
+    other = tmp_path / "notes.txt"
+    other.write_bytes(b"kept")
+    with Spool(iter([b"{}\n"]), 3, tmp_path) as spool:
+        assert not orphan.exists() and other.exists()
+        assert Path(spool.path).exists() and f"validating-{os.getpid()}-" in spool.path
+        spool.wait(3)
+    assert list(tmp_path.iterdir()) == [other]
