@@ -94,11 +94,20 @@ class BlockIssues:
         if room:
             self._room[warning] = room - 1
             self.stream.append((code, line, field, message, suggestion, column, offset))
-        elif code in self.dropped:
+        else:
+            self.counted(code)
+
+    def counted(self, code: str) -> bool:
+        """`add` for an issue that cannot be listed any more, without its words: count it and say True; False when
+        it can still be listed (then `add` it)."""
+        if self._room[code in WARNING_CODES]:
+            return False
+        if code in self.dropped:
             self.dropped[code] += 1
         else:
             self.dropped[code] = 0
             self.stream.append((COUNT_NOTE, code))
+        return True
 
     def note_id(self, line: int, record_id: str) -> None:
         self.id_notes += (len(self.stream), line, record_id)
@@ -211,7 +220,7 @@ class BlockChecker:
         result.lines = len(lines)
         self.result = result
         self.issues = issues
-        self.rules = RecordRules(self.fmt, issues.add, issues.note_id)
+        self.rules = RecordRules(self.fmt, issues.add, issues.note_id, issues.counted)
         self.examples = ExampleCounter(self.count_tokens, self.limits.context_limit, issues, result.totals)
         self.shape, self.shape_line = hint
         add = issues.add

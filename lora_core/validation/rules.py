@@ -68,11 +68,20 @@ class RecordRules:
     issue belongs, and whoever merges the lines in order decides (see `duplicate_id`).
     """
 
-    def __init__(self, fmt: str, add: AddIssue, note_id: Callable[[int, str], None]) -> None:
+    def __init__(
+        self,
+        fmt: str,
+        add: AddIssue,
+        note_id: Callable[[int, str], None],
+        counted: Callable[[str], bool] = lambda _code: False,
+    ) -> None:
         self.fmt = fmt
         self.check_scaffolding = fmt == "brightrun_lora_v4"
         self.add = add
         self.note_id = note_id
+        # `counted(code)` counts an issue without its words when the report can list no more of its kind (True):
+        # for the warnings a whole export repeats on every line, whose messages would be formatted for nothing.
+        self.counted = counted
         # The raw line being checked, for `exact_number`; the validator sets it before each record.
         self.line_bytes = b""
 
@@ -303,6 +312,8 @@ class RecordRules:
         self._check_history_entries(history, line, user_input, messages)
 
     def _repeated_user_input(self, line: int, index: int) -> None:
+        if self.counted("repeated_user_input"):
+            return
         self.add(
             "repeated_user_input",
             line,

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lora_core.validation.tokens import _UNICODE_SPACE, TokenCounter, count_words, estimate_tokens
+from lora_core.validation.tokens import (
+    _UNICODE_SPACE,
+    TokenCounter,
+    count_words,
+    estimate_tokens,
+    has_unicode_space,
+)
 
 # Every character `str.split()` treats as whitespace, ASCII and not, mixed with word characters of all widths.
 WHITESPACE = [chr(c) for c in range(0x110000) if chr(c).isspace()]
@@ -29,6 +35,14 @@ def test_word_count_equals_str_split_on_any_ascii_text(text: str) -> None:
 @given(st.text(max_size=200))
 def test_word_count_equals_str_split_on_any_text(text: str) -> None:
     assert count_words(text) == len(text.split())
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=st.sampled_from([*TRICKY, "\u2014", "\u201c", "\u20ac", "\u2192", "\u2060", "\u3001", "\xe9"])))
+def test_the_byte_level_search_for_unicode_spaces_is_exact(text: str) -> None:
+    """E2 starts dashes, quotes, € and arrows as well as the spaces U+2000-U+205F; only the spaces count."""
+    expected = any(char.isspace() and ord(char) > 127 for char in text)
+    assert has_unicode_space(text, text.encode("utf-8", "surrogatepass")) is expected
 
 
 def test_the_list_of_unicode_spaces_is_pythons() -> None:
