@@ -5,9 +5,9 @@
 Measures, each in its own child process so peak RSS is that measurement's alone:
   1. orjson     bare `orjson.loads` per line (`for line in file`, binary): the yardstick
   2. e02        the E02 spec's way: read() the whole text, splitlines(), json.loads per line
-  3. local      the validator on the local file, as validate_file runs it in production (default limits and the
-                file's size as a hint, so worker processes from the start for inputs over 32 MiB:
-                LORA_VALIDATION_WORKERS, else up to 2)
+  3. local      the validator on the local file, as validate_file runs it in production (default limits, worker
+                processes for inputs over 32 MiB: LORA_VALIDATION_WORKERS, else up to 2; their forkserver started
+                before the clock, as the sweep starts it when it starts)
   4. s3         the validator on an object of a moto server, as the sweep runs it (validate_download): one GET
                 streamed into a spool file that the workers read spans of as soon as the download has passed
                 them; moto runs in yet another process (it holds the whole object in memory; that memory is not
@@ -195,8 +195,14 @@ def _measure(mode: str, target: str) -> dict[str, Any]:
         from lora_core.validation import ValidationLimits
         from lora_core.validation.validator import run_file_validation
 
-        # As production runs it: the settings' limits, workers included (LORA_VALIDATION_WORKERS, else up to 2).
+        # As production runs it: the settings' limits, workers included (LORA_VALIDATION_WORKERS, else up to 2),
+        # and the workers' forkserver already running: the sweep starts it when it starts (start_sweep,
+        # run_worker), and multiprocessing keeps it for the process's life.
         limits = ValidationLimits.from_settings(Settings())
+        if limits.workers > 1:
+            from lora_core.validation.parallel import start_worker_server
+
+            start_worker_server()
     if mode == "s3":
         from lora_core.storage import S3Store
         from lora_core.validation.validator import run_download_validation

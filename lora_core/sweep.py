@@ -37,6 +37,7 @@ from lora_core.validation import (
     validate_download,
     validate_file,
 )
+from lora_core.validation.parallel import start_worker_server
 from lora_core.validation.sources import SourceChanged
 
 log = logging.getLogger(__name__)
@@ -348,6 +349,8 @@ def start_sweep(engine: Engine, store: ObjectStore, settings: Settings) -> Backg
             misfire_grace_time=max(30, int(settings.sweep_interval_seconds * 2)),
             next_run_time=datetime.now(UTC),
         )
+        if sweeper.limits.workers > 1:
+            scheduler.add_job(start_worker_server, id="lora-validation-workers")  # once, now, beside the sweep
         scheduler.start()
         _scheduler = scheduler
         log.info("validation sweep started (every %ss, owner %s)", settings.sweep_interval_seconds, sweeper.owner)
@@ -369,6 +372,8 @@ def run_worker(settings: Settings, *, once: bool = False) -> int:
     """
     runtime = build_runtime(settings)
     sweeper = Sweeper(runtime.engine, runtime.store, runtime.settings)
+    if sweeper.limits.workers > 1:
+        start_worker_server()
     if once:
         return sweeper.run_once()
     stop = threading.Event()

@@ -119,6 +119,17 @@ def _context() -> multiprocessing.context.ForkServerContext:
     return context
 
 
+def start_worker_server() -> None:
+    """Start the forkserver that worker processes fork from, and return once it has imported the validator.
+
+    multiprocessing keeps one forkserver per process, for the process's life: only the first pool would pay for
+    starting it (~0.2 s of a core, while the validation waits for its workers). A process that will validate (the
+    sweep) calls this at its start, so its first validation starts like every later one.
+    """
+    with ProcessPoolExecutor(max_workers=1, mp_context=_context()) as pool:
+        pool.submit(os.getpid).result()
+
+
 class BlockPool:
     """A pool of worker processes checking blocks of one file; `submit` and `submit_span` return a future of the
     block's BlockResult.

@@ -15,6 +15,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lora_core.validation import ValidationLimits
+from lora_core.validation import parallel as parallel_module
+from lora_core.validation.parallel import start_worker_server
 from lora_core.validation.validator import run_source_validation, run_validation
 from tests.conftest import EQ12_PATH
 from tests.validation.test_rule_codes import (
@@ -317,3 +320,14 @@ def test_checking_lines_does_not_import_the_report_models() -> None:
         "import lora_core.validation as v; assert v.__all__ and 'pydantic' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_workers_fork_from_a_server_that_has_imported_the_validator() -> None:
+    """start_worker_server (called by the sweep at its start) leaves a forkserver that has imported the line checks:
+    a worker has them from its first instruction, and no pydantic."""
+    start_worker_server()
+    start_worker_server()  # multiprocessing keeps one per process: the second call finds it running
+    with ProcessPoolExecutor(max_workers=1, mp_context=parallel_module._context()) as pool:
+        modules = pool.submit(eval, "sorted(__import__('sys').modules)").result()
+    assert "lora_core.validation.blocks" in modules and "lora_core.validation.parallel" in modules
+    assert "pydantic" not in modules
