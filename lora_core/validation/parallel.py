@@ -51,6 +51,7 @@ def _exit_when_gone(caller_pid: int) -> None:
 
 
 def _started() -> tuple[int, int] | None:
+    """This worker's (pid, peak RSS in KiB), or None where `resource` is missing."""
     return (os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) if resource is not None else None
 
 
@@ -64,8 +65,7 @@ def _check_block(
 ) -> BlockResult:
     assert _checker is not None, "the pool's initializer did not run"
     result = _checker.check_bytes(first_number, data, too_long_last, first_nonblank, hint, room)
-    if resource is not None:
-        result.worker = (os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    result.worker = _started()
     return result
 
 
@@ -106,8 +106,7 @@ def _check_span(
     except SourceChanged:
         return None
     result = _checker.check_bytes(*block, hint, room)
-    if resource is not None:
-        result.worker = (os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    result.worker = _started()
     return result
 
 
@@ -174,7 +173,7 @@ class BlockPool:
         hint: ShapeHint,
         room: tuple[int, int],
     ) -> Future[BlockResult | None]:
-        """Check the lines that start in [start, end) of `source` (see `check_span`): the worker reads them, so
+        """Check the lines that start in [start, end) of `source` (see `span_block`): the worker reads them, so
         their bytes never pass through the caller. The future's result is None when the worker found the source
         changed."""
         return self._executor.submit(_check_span, source, data_start, start, end, first_nonblank_at, hint, room)

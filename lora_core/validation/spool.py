@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 
-from lora_core.validation.sources import LocalFileSource, SourceChanged
+from lora_core.validation.sources import LocalFileSource, SourceChanged, iter_source
 
 
 class Spool:
@@ -127,12 +127,7 @@ class SpooledSource:
         return self.local.read(offset, length)
 
     def chunks(self, offset: int, chunk_bytes: int) -> Iterator[bytes]:
-        while offset < self.size:
-            chunk = self.read(offset, chunk_bytes)
-            if not chunk:
-                return
-            yield chunk
-            offset += len(chunk)
+        return iter_source(self, offset, chunk_bytes)  # each read waits for its bytes
 
     def for_worker(self, reach: int) -> LocalFileSource:
         self.spool.wait(reach)

@@ -61,6 +61,13 @@ BLOCK_LINES = 20_000
 PARALLEL_FROM_BYTES = 32 * MIB
 
 
+def _first_line_kind(line: bytes) -> tuple[bool, bool]:
+    """(non-blank, opens a JSON array) for a line looked at while finding the file's first non-blank line."""
+    if line[:1] == b"{" or line.strip(b" \t\r"):
+        return True, line.lstrip(b" \t\r")[:1] == b"["
+    return False, False
+
+
 def _first_nonblank(
     first_number: int, data: bytes, too_long_last: bool, line_limit: int
 ) -> tuple[int | None, int | None]:
@@ -75,8 +82,9 @@ def _first_nonblank(
         line = data[start:stop]
         if over_limit(line, line_limit):
             return number, None
-        if line[:1] == b"{" or line.strip(b" \t\r"):
-            return number, start if line.lstrip(b" \t\r")[:1] == b"[" else None
+        nonblank, opens_array = _first_line_kind(line)
+        if nonblank:
+            return number, start if opens_array else None
         number += 1
         start = stop + 1
     return (number if too_long_last else None), None
@@ -393,9 +401,9 @@ class _Validation:
         offset = self.data_start
         array_file = False
         for _number, line in LineReader(source.chunks(0, read_bytes), self.limits, reader_issues):
-            if line is None or line[:1] == b"{" or line.strip(b" \t\r"):  # over the limit counts as non-blank
+            nonblank, array_file = (True, False) if line is None else _first_line_kind(line)  # None: over the limit
+            if nonblank:
                 self.first_nonblank_at = offset
-                array_file = line is not None and line.lstrip(b" \t\r")[:1] == b"["
                 break
             offset += len(line) + 1
         reader_issues.move_to(self.issues)  # the BOM
