@@ -144,9 +144,7 @@ def span_reach(end: int, line_limit: int) -> int:
     return end + max(SPAN_OVERLAP, line_limit + 1 + EXTEND_BYTES)
 
 
-def read_span(
-    source: ByteSource, data_start: int, start: int, end: int, line_limit: int
-) -> tuple[int, bytes, bool]:
+def read_span(source: ByteSource, data_start: int, start: int, end: int, line_limit: int) -> tuple[int, bytes, bool]:
     """The lines of `source` that start in [start, end), as the reader would give them (reader.LineReader.blocks).
 
     Returns (first, data, too_long_last): `first` is the offset of the first of those lines; `data` is the lines,

@@ -42,6 +42,7 @@ _MESSAGE_SALTS: dict[tuple[str, int | None, bool], int] = {
 def distribution(tally: Counter[int]) -> Distribution:
     """Nearest-rank min/p50/p90/p99/max and bins [0,1), [1,2), [2,4), [4,8)… up to the bin holding the max."""
     from lora_core.validation.report import Distribution
+
     total = sum(tally.values())
     if total == 0:
         return Distribution()
@@ -119,6 +120,7 @@ class ExampleTotals:
 
     def build(self, context_limit: int) -> DatasetStats:
         from lora_core.validation.report import DatasetStats, MessagesPerRole
+
         self.tokens_tally.update(self.token_values)
         self.line_turns_tally.update(self.line_turn_values)
         self.token_values, self.line_turn_values = [], []

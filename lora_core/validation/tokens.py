@@ -1,12 +1,12 @@
 """The E02 token estimate, ceil(1.3 × words) per message, with words exactly `len(text.split())` — only faster.
 
 `str.split()` builds one string object per word and was ~70% of a validator's time (NOTES.md). For ASCII text we
-count words on bytes instead: translate every whitespace byte to b" " and every other byte to b"x", then a word
-starts at each b" x" (plus one if the text starts with a word): three C passes, no object per word, about twice as
-fast as `split()`. Non-ASCII text is counted the same way on its UTF-8 bytes once a regex search has ruled out
-Unicode whitespace (U+00A0, U+2000-U+200A, …, found by memchr on the UTF-8 bytes); only text that has some keeps
-`split()`. The result equals
-`len(text.split())` for every string (property-tested in tests/validation/test_tokens.py).
+count words on bytes instead (`_byte_words`): a word is a run of non-whitespace bytes, so words are half the
+whitespace/non-whitespace changes in the text padded with whitespace, counted with big-integer operations in C —
+no object per word, about three times as fast as `split()`. Non-ASCII text is counted the same way on its UTF-8
+bytes once Unicode whitespace (U+00A0, U+2000-U+200A, …) is ruled out, by memchr on the UTF-8 bytes; only text that
+has some keeps `split()`. The result equals `len(text.split())` for every string (property-tested in
+tests/validation/test_tokens.py).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import re
 
 from xxhash import xxh3_64_intdigest
 
-# Bytes that `str.split()` treats as whitespace among ASCII characters: \t \n \v \f \r, the separators \x1c-\x1f
-# and space. Bytes >= 0x80 are the parts of non-ASCII characters in UTF-8: never whitespace, unless the text holds
-# one of the non-ASCII whitespace characters below, and then `split()` counts instead.
-_WORD_TABLE = bytes(0x20 if chr(i).isspace() else 0x78 for i in range(128)) + b"x" * 128
+# 0 for the bytes that `str.split()` treats as whitespace among ASCII characters (\t \n \v \f \r, the separators
+# \x1c-\x1f and space), 1 for every other byte. Bytes >= 0x80 are the parts of non-ASCII characters in UTF-8: never
+# whitespace, unless the text holds one of the non-ASCII whitespace characters below, and then `split()` counts.
+_WORD_BYTES = bytes(0 if chr(i).isspace() else 1 for i in range(128)) + b"\x01" * 128
 # Every non-ASCII character `str.split()` splits on: U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F,
 # U+205F and U+3000 (tests/validation/test_tokens.py asks Python for the list, so a new Unicode version is caught).
 # Searching for them (~4 µs per KiB) and counting on bytes costs half of `split()` (~16 µs per KiB of non-ASCII
@@ -47,13 +47,24 @@ def has_unicode_space(text: str, data: bytes) -> bool:
     return False
 
 
+def _byte_words(data: bytes) -> int:
+    """Words of UTF-8 text without non-ASCII whitespace: runs of bytes that are not ASCII whitespace.
+
+    Each byte becomes 0 (whitespace) or 1, read as one little-endian integer x, whose byte i is the text's byte i.
+    In x ^ (x << 8), byte i is 1 exactly where byte i differs from byte i - 1 (the text padded with whitespace on
+    both sides), and every word starts and ends once: half its 1 bits. Five passes in C at ~0.2 ns a byte, where
+    `bytes.count(b" x")` ran at ~2 ns a byte.
+    """
+    bits = int.from_bytes(data.translate(_WORD_BYTES), "little")
+    return (bits ^ (bits << 8)).bit_count() >> 1
+
+
 def count_words(text: str) -> int:
     """`len(text.split())`, computed without building the word list unless the text has non-ASCII whitespace."""
     data = text.encode("utf-8", "surrogatepass")
     if has_unicode_space(text, data):
         return len(text.split())
-    marks = data.translate(_WORD_TABLE)
-    return marks.count(b" x") + (marks[:1] == b"x")
+    return _byte_words(data)
 
 
 def estimate_tokens(text: str) -> int:
@@ -96,11 +107,7 @@ class TokenCounter:
     def count_new(self, text: str) -> tuple[int, int]:
         """Count and digest a message not in the memo, and remember it. The text is encoded once for both."""
         data = text.encode("utf-8", "surrogatepass")
-        if has_unicode_space(text, data):
-            words = len(text.split())
-        else:
-            marks = data.translate(_WORD_TABLE)
-            words = marks.count(b" x") + (marks[:1] == b"x")
+        words = len(text.split()) if has_unicode_space(text, data) else _byte_words(data)
         known = ((13 * words + 9) // 10, xxh3_64_intdigest(data))
         size = len(text)
         if size <= self._max_message_chars:
