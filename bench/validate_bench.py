@@ -8,10 +8,10 @@ Measures, each in its own child process so peak RSS is that measurement's alone:
   3. local      the validator on the local file, as validate_file runs it in production (default limits, worker
                 processes for inputs over 32 MiB: LORA_VALIDATION_WORKERS, else up to 2; their forkserver started
                 before the clock, as the sweep starts it when it starts)
-  4. s3         the validator on an object of a moto server, as the sweep runs it (validate_download): one GET
-                streamed into a spool file that the workers read spans of as soon as the download has passed
-                them; moto runs in yet another process (it holds the whole object in memory; that memory is not
-                the validator's)
+  4. s3         the validator on an object of a moto server, as the sweep runs it (open_stream, validate_download):
+                one GET, its size from the response, streamed into a spool file that the workers read spans of
+                as soon as the download has passed them; moto runs in yet another process (it holds the whole
+                object in memory; that memory is not the validator's)
 Targets: validator MB/s ≥ 0.50 × orjson's, and validator peak RSS ≤ 200 MiB. The peak RSS of the validating process
 and the sum of its workers' peaks are printed apart, and together.
 
@@ -233,9 +233,9 @@ def _measure(mode: str, target: str) -> dict[str, Any]:
             # What validate_file runs (past its upload-limit check): the workers read their spans of the file.
             report, info = run_file_validation(target, limits=limits)
         else:
-            size = store.head(key).size
+            stream = store.open_stream(key)  # one GET, as the sweep opens it: the size comes with the bytes
             spool_dir = Path(tempfile.gettempdir()) / "lora-bench-spool"
-            report, info = run_download_validation(store.iter_chunks(key), size, spool_dir, limits=limits)
+            report, info = run_download_validation(stream.chunks, stream.size, spool_dir, limits=limits)
         extra = {"valid": report.valid, "pairs": report.stats.total_training_pairs, "errors": report.error_count}
         # Each worker reports its own peak RSS; they run at once, so their sum is what the validation adds.
         extra["workers"] = info.workers

@@ -90,6 +90,15 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True)
+class ObjectStream:
+    """An object opened for one streaming read: its size, known when it was opened, and its bytes (close `chunks`,
+    or run it to the end, to release the connection or file)."""
+
+    size: int
+    chunks: Iterator[bytes]
+
+
+@dataclass(frozen=True)
 class UploadTarget:
     """Where and how a client uploads one object: send `method` to `url` with exactly these headers.
 
@@ -185,6 +194,14 @@ class ObjectStore(abc.ABC):
         Network trouble, at the call or mid-stream, raises `TransientStorageError`. Close the iterator (or run it
         to the end) to release the connection or file.
         """
+
+    def open_stream(self, key: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> ObjectStream:
+        """`iter_chunks` with the object's size: what the sweep needs to validate a stored object. S3 answers both
+        with one GET, where `head` and then `iter_chunks` take two requests."""
+        info = self.head(key)
+        if info is None:
+            raise ObjectNotFound("The file was not found in storage.")
+        return ObjectStream(info.size, self.iter_chunks(key, chunk_size))
 
     @abc.abstractmethod
     def put_stream(self, key: str, chunks: Iterable[bytes], max_bytes: int) -> int:
@@ -663,11 +680,14 @@ class S3Store(ObjectStore):
         return ObjectInfo(size=int(response["ContentLength"]))
 
     def iter_chunks(self, key: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
+        return self.open_stream(key, chunk_size).chunks
+
+    def open_stream(self, key: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> ObjectStream:
         _check_chunk_size(chunk_size)
         check_key(key)
         with _s3_errors():
             response = self.client.get_object(Bucket=self.bucket, Key=key)
-        return self._read_body(response["Body"], chunk_size)
+        return ObjectStream(int(response["ContentLength"]), self._read_body(response["Body"], chunk_size))
 
     @staticmethod
     def _read_body(body: Any, chunk_size: int) -> Iterator[bytes]:

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +33,6 @@ from lora_core.storage import ObjectNotFound, ObjectStore, TransientStorageError
 from lora_core.validation import (
     ValidationLimits,
     ValidationReport,
-    file_too_large_report,
     validate_download,
     validate_file,
 )
@@ -195,20 +194,18 @@ class Sweeper:
         delay = 0.5
         for attempt in range(self.settings.storage_retries + 1):
             try:
-                info = self.store.head(claim.storage_path)
-                if info is None:
-                    raise ObjectNotFound(claim.storage_path)
-                if info.size > self.limits.max_upload_bytes:
-                    return file_too_large_report(info.size, claim.format, self.limits)
                 with self._holding_lease(claim):
                     # Worker processes read their spans of a local file, or of a large S3 object's download
-                    # spooled to the data folder, themselves.
+                    # spooled to the data folder, themselves. Both refuse a file over the limit unread.
                     path = self.store.local_path(claim.storage_path)
                     if path is not None:
+                        if self.store.head(claim.storage_path) is None:
+                            raise ObjectNotFound(claim.storage_path)
                         return validate_file(path, claim.format, self.limits)
-                    chunks = self.store.iter_chunks(claim.storage_path)
-                    spool_dir = self.settings.data_dir / "spool"
-                    return validate_download(chunks, info.size, spool_dir, claim.format, self.limits)
+                    stream = self.store.open_stream(claim.storage_path)  # one GET: the size comes with the bytes
+                    with closing(stream.chunks):
+                        spool_dir = self.settings.data_dir / "spool"
+                        return validate_download(stream.chunks, stream.size, spool_dir, claim.format, self.limits)
             except (TransientStorageError, SourceChanged) as error:  # SourceChanged: the object changed meanwhile
                 log.warning("storage error on dataset %s (try %d): %s", claim.dataset_id, attempt + 1, error)
                 if attempt < self.settings.storage_retries:

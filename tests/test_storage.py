@@ -164,6 +164,28 @@ def test_missing_object(store: ObjectStore) -> None:
         store.iter_chunks("user-1/dataset-1/missing.jsonl")  # raised by the call, before any next()
 
 
+def test_open_stream_gives_the_size_with_the_bytes(store: ObjectStore) -> None:
+    data = os.urandom(3 * MIB + 5)
+    store.put_stream(KEY, chunked(data, 700_001), max_bytes=len(data))
+
+    stream = store.open_stream(KEY, chunk_size=MIB)
+
+    assert stream.size == len(data)
+    assert b"".join(stream.chunks) == data
+    with pytest.raises(ObjectNotFound):
+        store.open_stream("user-1/dataset-1/missing.jsonl")
+
+
+def test_open_stream_can_be_closed_unread(store: ObjectStore) -> None:
+    store.put_stream(KEY, [b"x" * MIB], max_bytes=MIB)
+
+    stream = store.open_stream(KEY)
+    stream.chunks.close()  # what the sweep does with an object over the limit: its file or connection is released
+
+    with pytest.raises(StopIteration):
+        next(stream.chunks)
+
+
 def test_key_prefix_is_not_an_object(store: ObjectStore) -> None:
     store.put_stream(KEY, [b"x"], max_bytes=1)
 

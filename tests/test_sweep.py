@@ -112,6 +112,24 @@ class TestOutcomes:
         assert list((settings.data_dir / "spool").iterdir()) == []  # the spool file is gone
         assert dataset.validation_report == validate_stream([data], "brightrun_lora_v4").to_dict()
 
+    def test_s3_objects_missing_or_over_the_limit_are_permanent_errors(self, engine, settings):
+        """On S3 the size comes with the one GET; an object over the limit is refused before its bytes are read."""
+        with running_moto_server() as endpoint:
+            bucket = f"sweep-{uuid.uuid4().hex[:12]}"
+            s3 = S3Store(bucket, endpoint_url=endpoint, region="us-east-1", upload_ttl=60, download_ttl=60)
+            s3.ensure_bucket()
+            too_large = queue_dataset(engine, s3, settings, GOOD_LINE * 3)
+            small = settings.model_copy(update={"max_upload_bytes": len(GOOD_LINE)})
+            assert Sweeper(engine, s3, small).run_once() == 1
+            missing = queue_dataset(engine, s3, settings, GOOD_LINE)
+            s3.delete(load(engine, missing).storage_path)
+            assert Sweeper(engine, s3, settings).run_once() == 1
+        dataset = load(engine, too_large)
+        assert dataset.status == DatasetStatus.ERROR
+        assert dataset.validation_report["error_counts"] == {"file_too_large": 1}
+        dataset = load(engine, missing)
+        assert dataset.status == DatasetStatus.ERROR and "missing from storage" in dataset.error_message
+
     def test_invalid_file_becomes_error_with_first_error_and_a_notification(self, engine, store, settings):
         content = GOOD_LINE + b"{not json\n" + GOOD_LINE
         dataset_id = queue_dataset(engine, store, settings, content)
