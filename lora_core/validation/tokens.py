@@ -105,9 +105,15 @@ class TokenCounter:
         return (known or self.count_new(text))[0]
 
     def count_new(self, text: str) -> tuple[int, int]:
-        """Count and digest a message not in the memo, and remember it. The text is encoded once for both."""
+        """Count and digest a message not in the memo, and remember it. The text is encoded once for both.
+
+        `_byte_words` is inlined: this runs for every new message, and a call costs 5% of it."""
         data = text.encode("utf-8", "surrogatepass")
-        words = len(text.split()) if has_unicode_space(text, data) else _byte_words(data)
+        if text.isascii() or not has_unicode_space(text, data):
+            bits = int.from_bytes(data.translate(_WORD_BYTES), "little")
+            words = (bits ^ (bits << 8)).bit_count() >> 1
+        else:
+            words = len(text.split())
         known = ((13 * words + 9) // 10, xxh3_64_intdigest(data))
         size = len(text)
         if size <= self._max_message_chars:
