@@ -397,6 +397,10 @@ class BlockChecker:
             return
 
         if shape == "pair":
+            usual = self.rules.usual_pair(record, number)
+            if usual is not None:
+                self.examples.add_pair(number, *usual)
+                return
             # A line without a usable conversation_id is a conversation of its own (key None).
             messages, conversation_id, turns = self.rules.check_pair(record, number)
             self.examples.add_example(number, messages, conversation_id, turns)

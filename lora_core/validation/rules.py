@@ -277,6 +277,86 @@ class RecordRules:
         self._check_metadata(obj, line)
         return messages, conversation_id, turns
 
+    def usual_pair(self, obj: dict[str, Any], line: int) -> tuple[list[str], str, int] | None:
+        """`check_pair` for the exporter's usual line, on which it finds nothing but `repeated_user_input`.
+
+        Returns the texts of the line's training messages (the system prompt, the history without a repeated last
+        user entry, the user input, the target: their roles follow from their places, see
+        stats.ExampleCounter.add_pair), its conversation_id and its turn_number, having noted its id and reported
+        `repeated_user_input` as `check_pair` does. Returns None, having done nothing, for any other line, which
+        `check_pair` then checks. Nearly every line of an export is usual, and this checks it without a call per
+        field or a tuple per message (with stats.ExampleCounter.add_pair, ~6% of a worker's time on an export).
+        tests/validation/test_usual_pairs.py proves the reports equal with and without it.
+        """
+        get = obj.get
+        record_id = get("id")
+        conversation_id = get("conversation_id")
+        turn_number = get("turn_number")
+        system_prompt = get("system_prompt")
+        user_input = get("current_user_input")
+        history = get("conversation_history")
+        target = get("target_response")
+        metadata = get("conversation_metadata")
+        training = get("training_metadata")
+        if not (
+            type(record_id) is str
+            and record_id
+            and type(conversation_id) is str
+            and conversation_id
+            and type(turn_number) is int
+            and turn_number >= 1
+            and type(system_prompt) is str
+            and system_prompt
+            and not system_prompt.isspace()
+            and type(user_input) is str
+            and user_input
+            and type(history) is list
+            and type(target) is str
+            and target
+            and not target.isspace()
+            and type(metadata) is dict
+            and type(get("emotional_context")) is dict
+            and type(training) is dict
+        ):
+            return None
+        if self.check_scaffolding:
+            scaffolding = metadata.get
+            if not (
+                scaffolding("persona_archetype")
+                and scaffolding("emotional_arc")
+                and scaffolding("emotional_arc_key")
+                and scaffolding("training_topic")
+                and scaffolding("training_topic_key")
+            ):
+                return None
+        score = training.get("quality_score", MISSING)
+        if score is not MISSING and not (
+            (type(score) is float or type(score) is int) and LOW_QUALITY_BELOW <= score <= 5
+        ):
+            return None
+        texts = [system_prompt]
+        append = texts.append
+        expected = "user"
+        for entry in history:
+            if type(entry) is not dict:
+                return None
+            content = entry.get("content")
+            if entry.get("role") != expected or type(content) is not str or not content:
+                return None
+            append(content)
+            expected = "assistant" if expected == "user" else "user"
+        repeated = expected == "assistant"  # the history ends with a user entry: usual when it repeats the input
+        if repeated:
+            content = texts.pop()
+            if not (content == user_input or content.strip() == user_input.strip()):
+                return None
+        self.note_id(line, record_id)
+        if repeated:
+            self._repeated_user_input(line, len(history) - 1)
+        append(user_input)
+        append(target)
+        return texts, conversation_id, turn_number
+
     def _check_history(
         self, history: list[Any], line: int, user_input: str | None, messages: list[TrainingMessage]
     ) -> None:

@@ -37,6 +37,12 @@ _MESSAGE_SALTS: dict[tuple[str, int | None, bool], int] = {
     key: int.from_bytes(sha1(repr(key).encode()).digest()[:8], "little")
     for key in product(("system", "user", "assistant"), (None, 0, 1), (False, True))
 }
+_SYSTEM_SALT = _MESSAGE_SALTS["system", None, False]
+_USER_SALT = _MESSAGE_SALTS["user", None, False]
+_ASSISTANT_SALT = _MESSAGE_SALTS["assistant", None, False]
+_TARGET_SALT = _MESSAGE_SALTS["assistant", None, True]
+_NO_TEXTS: list[str] = []
+_NO_MESSAGES: list[TrainingMessage] = []
 
 
 def distribution(tally: Counter[int]) -> Distribution:
@@ -166,6 +172,12 @@ class ExampleCounter:
         self._previous: list[TrainingMessage] = []
         self._sums: list[tuple[int, int, int, int, int, int]] = [(0, 0, 0, 0, 0, 0)]
         self._parts: list[int] = []
+        # The same for `add_pair`, whose messages are texts with roles given by their places: the previous pair's
+        # texts, their (tokens, digest), the tokens of their first i, and their salted digests.
+        self._pair_texts: list[str] = []
+        self._pair_found: list[tuple[int, int]] = []
+        self._pair_tokens: list[int] = [0]
+        self._pair_parts: list[int] = []
 
     def add_example(
         self,
@@ -176,8 +188,7 @@ class ExampleCounter:
     ) -> None:
         """Count one example. `conversation_key` None means the line is a conversation of its own (`messages`, or
         a line without a usable conversation_id)."""
-        totals = self.totals
-        totals.examples += 1
+        self._pair_texts = _NO_TEXTS
         previous = self._previous
         same = 0  # the leading messages equal to the previous example's
         limit = min(len(messages), len(previous))
@@ -208,20 +219,105 @@ class ExampleCounter:
             append_part(found[1] ^ salts[role, weight, is_target])
             append_sums((tokens, target_tokens, targets, system, user, assistant))
         self._previous, self._sums, self._parts = messages, sums, digest_parts
+        self._take(line, (system, user, assistant), targets, tokens, target_tokens, conversation_key, turns)
+        # An example with no training message has nothing to duplicate.
+        if messages:
+            self.issues.note_example(line, hash(tuple(digest_parts)))
+        if len(self.totals.samples) < SAMPLE_COUNT:
+            sample_messages = []
+            for role, content, weight, _is_target in messages:
+                message: dict[str, Any] = {"role": role, "content": content[:SAMPLE_CONTENT_CHARS]}
+                if weight is not None:
+                    message["weight"] = weight
+                sample_messages.append(message)
+            self.totals.samples.append({"line": line, "messages": sample_messages})
+
+    def add_pair(self, line: int, texts: list[str], conversation_key: str, turns: int) -> None:
+        """`add_example` for a usual pair line (rules.RecordRules.usual_pair), with the same result: `texts` are its
+        messages' texts, whose roles follow from their places: the system prompt, the history alternating from a
+        user message and ending with an assistant one, the user input, and the target (the only training target).
+
+        No message tuples to build and compare, and the role counts follow from the length.
+        """
+        self._previous = _NO_MESSAGES
+        previous = self._pair_texts
+        count = len(texts)
+        before = len(previous)
+        # Places before both targets hold the same roles in both examples; the last places are both the target
+        # only when the examples are as long.
+        limit = min(count, before) - 1
+        same = 0
+        while same < limit and texts[same] == previous[same]:
+            same += 1
+        if same == limit and count == before and texts[same] == previous[same]:
+            same += 1
+        found_before = self._pair_found
+        found = found_before[:same]
+        sums = self._pair_tokens[: same + 1]
+        digest_parts = self._pair_parts[:same]
+        tokens = sums[-1]
+        known = self.count_tokens.known.get
+        count_new = self.count_tokens.count_new
+        last = count - 1
+        for index in range(same, count):
+            text = texts[index]
+            if index < before and text == previous[index]:  # the text was there before, as the target or not
+                counted = found_before[index]
+            else:
+                counted = known(text) or count_new(text)
+            found.append(counted)
+            tokens += counted[0]
+            sums.append(tokens)
+            if index == last:
+                salt = _TARGET_SALT
+            elif index == 0:
+                salt = _SYSTEM_SALT
+            else:
+                salt = _USER_SALT if index & 1 else _ASSISTANT_SALT
+            digest_parts.append(counted[1] ^ salt)
+        self._pair_texts, self._pair_found, self._pair_tokens, self._pair_parts = texts, found, sums, digest_parts
+        each = (count - 1) // 2  # user messages, and as many assistant ones: half the history, the input, the target
+        self._take(line, (1, each, each), 1, tokens, found[last][0], conversation_key, turns)
+        self.issues.note_example(line, hash(tuple(digest_parts)))
+        if len(self.totals.samples) < SAMPLE_COUNT:
+            roles = ["system", *(("user", "assistant") * each)]
+            sample_messages = [
+                {"role": role, "content": text[:SAMPLE_CONTENT_CHARS]} for role, text in zip(roles, texts, strict=True)
+            ]
+            self.totals.samples.append({"line": line, "messages": sample_messages})
+
+    def _take(
+        self,
+        line: int,
+        roles: tuple[int, int, int],
+        targets: int,
+        tokens: int,
+        target_tokens: int,
+        conversation_key: Hashable | None,
+        turns: int,
+    ) -> None:
+        """Add a counted example to the totals: its (system, user, assistant) messages, training targets, tokens,
+        and turns; raise `over_context_limit`.
+
+        The example's digest is noted after this (the merge raises `duplicate_example`): a 64-bit hash of its
+        messages' digests, salted by role, weight and target (ints hash alike in every process), which keeps memory
+        per example bounded. Two different examples share it with probability ~n²/2^64 (3e-8 for a million
+        examples), and the cost is a warning.
+        """
+        totals = self.totals
+        totals.examples += 1
         role_counts = totals.role_counts
-        role_counts["system"] += system
-        role_counts["user"] += user
-        role_counts["assistant"] += assistant
+        role_counts["system"] += roles[0]
+        role_counts["user"] += roles[1]
+        role_counts["assistant"] += roles[2]
         totals.training_pairs += targets
         totals.target_tokens += target_tokens
         totals.total_tokens += tokens
         totals.token_values.append(tokens)
-
         if conversation_key is None:
             totals.line_turn_values.append(turns)
         elif turns > totals.conversation_turns.get(conversation_key, -1):
             totals.conversation_turns[conversation_key] = turns
-
         if tokens > self.context_limit:
             totals.over_context_limit += 1
             self.issues.add(
@@ -233,22 +329,6 @@ class ExampleCounter:
                 "Shorten the history or the system prompt, split the conversation into shorter examples, or train "
                 "with a longer maximum sequence length.",
             )
-
-        # An example with no training message has nothing to duplicate. A 64-bit hash of the messages' digests
-        # (salted by role, weight and target; ints hash alike in every process) keeps memory per example bounded.
-        # Two different examples share it with probability ~n²/2^64 (3e-8 for a million examples), and the cost is
-        # a warning.
-        if messages:
-            self.issues.note_example(line, hash(tuple(digest_parts)))
-
-        if len(totals.samples) < SAMPLE_COUNT:
-            sample_messages = []
-            for role, content, weight, _is_target in messages:
-                message: dict[str, Any] = {"role": role, "content": content[:SAMPLE_CONTENT_CHARS]}
-                if weight is not None:
-                    message["weight"] = weight
-                sample_messages.append(message)
-            totals.samples.append({"line": line, "messages": sample_messages})
 
 
 def duplicate_example(add: AddIssue, line: int, first: int) -> None:
