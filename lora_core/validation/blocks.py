@@ -355,7 +355,7 @@ class BlockChecker:
             shape = "messages"
         elif "turns" in record:
             shape = "conversation"
-        elif not PAIR_KEYS.isdisjoint(record):
+        elif "target_response" in record or not PAIR_KEYS.isdisjoint(record):  # one lookup for the usual pair line
             shape = "pair"
         elif "conversation_id" in record:
             # Checked as the file's shape when fixed, else as `bare_id_shape`, and never fixes the shape: a bare
