@@ -48,6 +48,11 @@ class ByteSource(Protocol):
         (spool.SpooledSource: an object still downloading)."""
         ...
 
+    def release(self, offset: int) -> None:
+        """Bytes before `offset` will not be read again: a spooled download frees them (spool.SpooledSource);
+        a stored file is left as it is."""
+        ...
+
 
 # -- local files ---------------------------------------------------------------------------------------------------
 
@@ -122,6 +127,9 @@ class LocalFileSource:
 
     def for_worker(self, reach: int) -> LocalFileSource:
         return self
+
+    def release(self, offset: int) -> None:
+        pass  # a stored file is the user's: nothing of it is freed
 
 
 def iter_source(source: ByteSource, start: int = 0, chunk_bytes: int = EXTEND_BYTES) -> Iterator[bytes]:

@@ -5,18 +5,33 @@ object on moto (~200 ms per 2 MiB range of a 500 MB object, against ~1 GB/s for 
 streamed once, by a thread of the validating process, into a file under the spool folder, and worker processes
 read their spans of that file (sources.LocalFileSource) once the download has passed everything they may read
 (sources.span_reach). Memory stays bounded: the object goes to disk, not to RAM; the file is removed afterwards.
+
+The file holds a window of the object, not all of it: the download runs at most `window` bytes ahead of what the
+validation has released (merged spans are never read again), and released bytes are punched out of the file
+(fallocate, where Linux and the file system allow it). Disk use stays bounded whatever the object's size, and the
+page cache reuses the same pages: writing 500 MB into fresh page cache took ~0.5 s of kernel time on a VM that had
+sat idle, ~0.09 s through a 64 MiB window; the file is removed in ~2 ms instead of ~25 ms.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 
+from lora_core.validation.limits import MIB
 from lora_core.validation.sources import LocalFileSource, SourceChanged, iter_source
+
+# How far the download may run ahead of what the validation has released (unless the validation waits for more).
+WINDOW_BYTES = 64 * MIB
+# Released bytes are punched out of the file in steps of at least this.
+PUNCH_BYTES = 4 * MIB
 
 
 class Spool:
@@ -26,7 +41,9 @@ class Spool:
     raised by `chunks` (a storage error) is raised again by `wait`, in the validating thread.
     """
 
-    def __init__(self, chunks: Iterable[bytes], size: int, directory: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, chunks: Iterable[bytes], size: int, directory: str | os.PathLike[str], window: int = WINDOW_BYTES
+    ) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
         remove_orphans(directory)
         write_fd, self.path = tempfile.mkstemp(prefix=f"validating-{os.getpid()}-", suffix=".part", dir=directory)
@@ -36,7 +53,12 @@ class Spool:
         self._done = False
         self._stop = False
         self._changed = threading.Condition()
-        self.read_fd = os.open(self.path, os.O_RDONLY)
+        self._window = window
+        self._allowed = window  # the download writes on while `written` is below this
+        self.released = 0  # bytes before this are not read again
+        self.punched = 0  # bytes before this are punched out of the file
+        self._punch = _hole_puncher()
+        self.read_fd = os.open(self.path, os.O_RDWR)  # read here, and written to punch holes in (fallocate)
         self.source = SpooledSource(LocalFileSource.open(self.read_fd, self.path, size), self)
         self._thread = threading.Thread(target=self._download, args=(chunks, write_fd), name="spool", daemon=True)
         self._thread.start()
@@ -44,6 +66,10 @@ class Spool:
     def _download(self, chunks: Iterable[bytes], fd: int) -> None:
         try:
             for chunk in chunks:
+                with self._changed:
+                    # Past the size it reads on, window or not: more bytes mean the object changed.
+                    while self._allowed <= self.written < self.size and not self._stop:
+                        self._changed.wait()
                 if self._stop:
                     return
                 view = memoryview(chunk)
@@ -66,6 +92,9 @@ class Spool:
         """Return once bytes [0, min(end, size)) are in the file; raise the download's error if it failed."""
         end = min(end, self.size)
         with self._changed:
+            if end > self._allowed:  # what is waited for may always be downloaded, whatever the window
+                self._allowed = end
+                self._changed.notify_all()
             while self.written < end and not self._done:
                 self._changed.wait()
         if self.written < end:
@@ -73,8 +102,27 @@ class Spool:
                 raise self.error
             raise SourceChanged("the object is smaller than it was when its validation started")
 
+    def release(self, offset: int) -> None:
+        """Bytes before `offset` will not be read again: let the download run `window` bytes past them, and punch
+        them out of the file."""
+        with self._changed:
+            if offset <= self.released:
+                return
+            self.released = offset
+            if offset + self._window > self._allowed:
+                self._allowed = offset + self._window
+                self._changed.notify_all()
+        upto = offset - offset % PUNCH_BYTES
+        if self._punch is not None and upto - self.punched >= PUNCH_BYTES:
+            if self._punch(self.read_fd, self.punched, upto - self.punched):
+                self.punched = upto
+            else:
+                self._punch = None  # not on this file system: the file keeps what was downloaded
+
     def close(self) -> None:
-        self._stop = True
+        with self._changed:
+            self._stop = True
+            self._changed.notify_all()
         self.source.local.close()
         os.close(self.read_fd)
         os.unlink(self.path)
@@ -132,3 +180,27 @@ class SpooledSource:
     def for_worker(self, reach: int) -> LocalFileSource:
         self.spool.wait(reach)
         return self.local
+
+    def release(self, offset: int) -> None:
+        self.spool.release(offset)
+
+
+@functools.cache
+def _hole_puncher() -> Callable[[int, int, int], bool] | None:
+    """fallocate(fd, PUNCH_HOLE | KEEP_SIZE, offset, length) from the C library, which frees a file's blocks and
+    cached pages in place (the file's size and the descriptors open on it stay); None where there is no such call
+    (not Linux). The function returns False where the file system refuses it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fallocate = ctypes.CDLL(None, use_errno=True).fallocate  # the C library the interpreter runs on
+    except (OSError, AttributeError):
+        return None
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fallocate.restype = ctypes.c_int
+    punch_hole_keep_size = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE (linux/falloc.h)
+
+    def punch(fd: int, offset: int, length: int) -> bool:
+        return fallocate(fd, punch_hole_keep_size, offset, length) == 0
+
+    return punch

@@ -542,6 +542,9 @@ class _Validation:
                 sample["line"] += shift
         self.totals.merge(result.totals)
         self._merge_issues(result, shift)
+        if type(job) is _Span and self.source is not None:
+            # Later spans read from their start - 1 on: nothing before this span's last byte is read again.
+            self.source.release(job.end - 1)
 
     def _merge_issues(self, result: BlockResult, shift: int) -> None:
         """The block's issues, and `duplicate_id` and `duplicate_example` where its notes meet earlier lines', in

@@ -72,14 +72,17 @@ def chunked(data: bytes, size: int) -> Iterator[bytes]:
 
 class BytesSource:
     """A byte source (validation.sources.ByteSource) over bytes in memory, counting its reads; picklable, so
-    worker processes read their spans of it too."""
+    worker processes read their spans of it too. A read before what was released fails the test: a spool has
+    freed those bytes."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.size = len(data)
         self.reads = 0
+        self.released = 0
 
     def read(self, offset: int, length: int) -> bytes:
+        assert offset >= self.released, f"read at {offset}, after bytes before {self.released} were released"
         self.reads += 1
         return self.data[offset : offset + length]
 
@@ -88,6 +91,9 @@ class BytesSource:
 
     def for_worker(self, reach: int) -> BytesSource:
         return self
+
+    def release(self, offset: int) -> None:
+        self.released = max(self.released, offset)
 
 
 def validate_bytes(data: bytes, fmt: str = V4, *, chunk_size: int = CHUNK_SIZE, **limit_overrides: int) -> dict:

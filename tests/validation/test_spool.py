@@ -6,15 +6,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from lora_core.validation import ValidationLimits
+from lora_core.validation import spool as spool_module
 from lora_core.validation import validator as validator_module
 from lora_core.validation.sources import SourceChanged
-from lora_core.validation.spool import Spool
+from lora_core.validation.spool import WINDOW_BYTES, Spool
 from lora_core.validation.validator import run_source_validation, run_validation, validate_download
 from tests.validation.test_file_ranges import FILE_CASES, LINE_LIMIT
 from tests.validation.test_rule_codes import V4
@@ -38,11 +39,17 @@ def single_pass(data: bytes) -> str:
     return json.dumps(report.to_dict())
 
 
+@pytest.mark.parametrize("window", [WINDOW_BYTES, 300], ids=["window 64 MiB", "window 300 B"])
 @pytest.mark.parametrize("name", list(FILE_CASES))
-def test_a_spooled_download_gives_the_single_pass_report(name: str, tmp_path: Path) -> None:
+def test_a_spooled_download_gives_the_single_pass_report(
+    name: str, window: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also through a window smaller than a span: the download waits for the merge, and every merged span is
+    punched out of the file (in steps of 512 bytes here), before the workers of later spans read theirs."""
+    monkeypatch.setattr(spool_module, "PUNCH_BYTES", 512)
     data = FILE_CASES[name]
     limits = ValidationLimits(workers=2, line_limit_bytes=LINE_LIMIT)
-    with Spool(trickle(data, 97), len(data), tmp_path) as spool:
+    with Spool(trickle(data, 97), len(data), tmp_path, window=window) as spool:
         report, info = run_source_validation(spool.source, V4, limits, block_bytes=200, parallel_from_bytes=-1)
     assert json.dumps(report.to_dict()) == single_pass(data)
     if report.stats.total_examples > 3 and "json array" not in name:
@@ -59,11 +66,14 @@ def test_a_broken_download_raises_its_error_and_leaves_nothing(tmp_path: Path) -
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("window", [WINDOW_BYTES, 300], ids=["window 64 MiB", "window 300 B"])
 @pytest.mark.parametrize("declared", [-10, 10], ids=["shorter than said", "longer than said"])
-def test_an_object_of_another_size_is_source_changed(declared: int, tmp_path: Path) -> None:
+def test_an_object_of_another_size_is_source_changed(declared: int, window: int, tmp_path: Path) -> None:
+    """An object longer than said is found at the end of its download, past the window too."""
     data = FILE_CASES["header, duplicates and many lines"]
     limits = ValidationLimits(workers=2, line_limit_bytes=LINE_LIMIT)
-    with pytest.raises(SourceChanged), Spool(trickle(data, 64), len(data) + declared, tmp_path) as spool:
+    spool = Spool(trickle(data, 64), len(data) + declared, tmp_path, window=window)
+    with pytest.raises(SourceChanged), spool:
         run_source_validation(spool.source, V4, limits, block_bytes=200, parallel_from_bytes=-1)
     assert list(tmp_path.iterdir()) == []
 
@@ -117,3 +127,48 @@ def test_spool_files_of_processes_that_are_gone_are_removed(tmp_path: Path) -> N
         assert Path(spool.path).exists() and f"validating-{os.getpid()}-" in spool.path
         spool.wait(3)
     assert list(tmp_path.iterdir()) == [other]
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_the_download_stays_a_window_ahead_and_released_bytes_leave_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "PUNCH_BYTES", 4096)
+    data = os.urandom(256 * 1024)
+    window, chunk = 32 * 1024, 1024
+    with Spool(trickle(data, chunk), len(data), tmp_path, window=window) as spool:
+        spool.wait(chunk)
+        time.sleep(0.3)  # time enough to download it all, were it not for the window
+        assert window <= spool.written <= window + chunk
+        spool.wait(window + 10 * chunk)  # what is waited for comes in, window or not
+        assert spool.written >= window + 10 * chunk
+
+        spool.release(100 * 1024)
+        wait_until(lambda: spool.written >= 100 * 1024 + window)
+        time.sleep(0.3)
+        assert spool.written <= 100 * 1024 + window + chunk
+        assert os.pread(spool.read_fd, 4096, 100 * 1024) == data[100 * 1024 : 100 * 1024 + 4096]
+        if spool_module._hole_puncher() is None or spool.punched == 0:
+            pytest.skip("this file system cannot punch holes in files; the window still bounds the download")
+        assert spool.punched == 100 * 1024 - 100 * 1024 % 4096
+        assert os.pread(spool.read_fd, 4096, 0) == bytes(4096)  # punched out: read back as zeros
+        assert os.stat(spool.path).st_blocks * 512 < spool.written  # the file holds less than was downloaded
+        spool.release(len(data))
+        spool.wait(len(data))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_closing_a_spool_stops_a_download_held_by_its_window(tmp_path: Path) -> None:
+    data = os.urandom(64 * 1024)
+    with Spool(trickle(data, 1024), len(data), tmp_path, window=4096) as spool:
+        spool.wait(1024)
+        thread = spool._thread
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert list(tmp_path.iterdir()) == []
