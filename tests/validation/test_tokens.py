@@ -81,4 +81,3 @@ def test_token_counter_memo_gives_the_same_answers_and_stays_bounded() -> None:
             assert counter(text) == estimate_tokens(text)
     assert sum(len(text) for text in counter.known) <= 100
     assert "x " * 500 not in counter.known  # longer than max_message_chars: never kept
-
