@@ -319,20 +319,10 @@ class RecordRules:
             and type(training) is dict
         ):
             return None
-        if self.check_scaffolding:
-            scaffolding = metadata.get
-            if not (
-                scaffolding("persona_archetype")
-                and scaffolding("emotional_arc")
-                and scaffolding("emotional_arc_key")
-                and scaffolding("training_topic")
-                and scaffolding("training_topic_key")
-            ):
-                return None
+        if self.check_scaffolding and not _has_scaffolding(metadata):
+            return None
         score = training.get("quality_score", MISSING)
-        if score is not MISSING and not (
-            (type(score) is float or type(score) is int) and LOW_QUALITY_BELOW <= score <= 5
-        ):
+        if score is not MISSING and not _usual_score(score):
             return None
         texts = [system_prompt]
         append = texts.append
@@ -504,30 +494,21 @@ class RecordRules:
                 else:
                     self.wrong_type(line, name, value, "an object")
 
-        if self.check_scaffolding and type(metadata) is dict:
-            scaffolding = metadata.get
-            # Every key set to a truthy value: nothing to report (the usual case, without building a list).
-            if not (
-                scaffolding("persona_archetype")
-                and scaffolding("emotional_arc")
-                and scaffolding("emotional_arc_key")
-                and scaffolding("training_topic")
-                and scaffolding("training_topic_key")
-            ):
-                # A key set to null or "" carries no more information than a missing one, so both count as missing.
-                absent = [key for key in SCAFFOLDING_KEYS if scaffolding(key) in (None, "")]
-                if absent:
-                    add(
-                        "missing_scaffolding",
-                        line,
-                        "conversation_metadata",
-                        f"`conversation_metadata` lacks the v4 scaffolding keys {', '.join(absent)}.",
-                        "Re-export with BrightRun v4, or choose the `brightrun_lora_v3` format if this is a v3 export.",
-                    )
+        if self.check_scaffolding and type(metadata) is dict and not _has_scaffolding(metadata):
+            # A key set to null or "" carries no more information than a missing one, so both count as missing.
+            absent = [key for key in SCAFFOLDING_KEYS if metadata.get(key) in (None, "")]
+            if absent:
+                add(
+                    "missing_scaffolding",
+                    line,
+                    "conversation_metadata",
+                    f"`conversation_metadata` lacks the v4 scaffolding keys {', '.join(absent)}.",
+                    "Re-export with BrightRun v4, or choose the `brightrun_lora_v3` format if this is a v3 export.",
+                )
 
         if type(training) is dict and (score := training.get("quality_score", MISSING)) is not MISSING:
-            if type(score) is float and LOW_QUALITY_BELOW <= score <= 5:
-                return  # the usual score: nothing to report
+            if _usual_score(score):
+                return  # nothing to report
             field = "training_metadata.quality_score"
             if type(score) not in (int, float):  # bool is refused here too
                 self.wrong_type(line, field, score, "a number from 1 to 5")
@@ -699,6 +680,16 @@ class RecordRules:
             )
             return 1
         return weight
+
+
+def _has_scaffolding(metadata: dict[str, Any]) -> bool:
+    """Every v4 scaffolding key set to a truthy value: nothing to report (the usual case, without building a list)."""
+    return all(map(metadata.get, SCAFFOLDING_KEYS))
+
+
+def _usual_score(score: Any) -> bool:
+    """A quality score with nothing to report: a number (not a boolean) from LOW_QUALITY_BELOW to 5."""
+    return (type(score) is float or type(score) is int) and LOW_QUALITY_BELOW <= score <= 5
 
 
 def _article(role: str) -> str:
