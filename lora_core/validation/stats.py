@@ -197,14 +197,13 @@ class ExampleCounter:
         sums = self._sums[: same + 1]
         digest_parts = self._parts[:same]
         tokens, target_tokens, targets, system, user, assistant = sums[-1]
-        known = self.count_tokens.known.get
-        count_new = self.count_tokens.count_new
+        count = self.count_tokens.count
         salts = _MESSAGE_SALTS
         append_sums = sums.append
         append_part = digest_parts.append
         for index in range(same, len(messages)):
             role, content, weight, is_target = messages[index]
-            found = known(content) or count_new(content)
+            found = count(content)
             message_tokens = found[0]
             tokens += message_tokens
             if role == "assistant":
@@ -256,15 +255,12 @@ class ExampleCounter:
         sums = self._pair_tokens[: same + 1]
         digest_parts = self._pair_parts[:same]
         tokens = sums[-1]
-        known = self.count_tokens.known.get
-        count_new = self.count_tokens.count_new
+        count_tokens = self.count_tokens.count
         last = count - 1
         for index in range(same, count):
             text = texts[index]
-            if index < before and text == previous[index]:  # the text was there before, as the target or not
-                counted = found_before[index]
-            else:
-                counted = known(text) or count_new(text)
+            # A text that was there before (as the target or not) is not counted again.
+            counted = found_before[index] if index < before and text == previous[index] else count_tokens(text)
             found.append(counted)
             tokens += counted[0]
             sums.append(tokens)

@@ -84,42 +84,40 @@ def content_digest(text: str) -> int:
 
 
 class TokenCounter:
-    """`estimate_tokens` and `content_digest` with a bounded memo of recent messages.
+    """`estimate_tokens` and `content_digest` of messages, with a bounded memo of the token counts of recent ones.
 
     An exported pair file repeats most of its text: every line carries the same system prompt and the whole history
-    so far, and `current_user_input` repeats the last history entry. Looking a message up in `known` costs one hash
-    instead of a word count and a digest. The memo holds at most `max_cached_chars` characters in total (it is
-    cleared when full) and no message longer than `max_message_chars`, so memory stays bounded whatever the file.
-    Hot loops call `known.get(text)` and, on a miss, `count_new(text)`, both giving `(tokens, digest)`; everyone
-    else calls the counter, which gives the tokens.
+    so far. The statistics compare each message with the previous example's first (stats.ExampleCounter), which
+    finds the repeats of an export in order; the memo finds those further apart (a shuffled file) without counting
+    their words again. It is keyed by the message's 64-bit digest, which every message needs anyway (for
+    `duplicate_example`), so a lookup costs no hash of the text (hashing the str was ~4% of a worker's time) and the
+    memo holds no text: at most `max_entries` ints (cleared when full), whatever the messages' lengths. Two texts
+    sharing a digest would share a token count: probability ~n²/2^64, as for `duplicate_example`.
     """
 
-    def __init__(self, max_cached_chars: int = 4_000_000, max_message_chars: int = 100_000) -> None:
-        self.known: dict[str, tuple[int, int]] = {}
-        self._cached_chars = 0
-        self._max_cached_chars = max_cached_chars
-        self._max_message_chars = max_message_chars
+    def __init__(self, max_entries: int = 65_536) -> None:
+        self.known: dict[int, int] = {}  # digest → tokens
+        self._max_entries = max_entries
 
     def __call__(self, text: str) -> int:
-        known = self.known.get(text)
-        return (known or self.count_new(text))[0]
+        return self.count(text)[0]
 
-    def count_new(self, text: str) -> tuple[int, int]:
-        """Count and digest a message not in the memo, and remember it. The text is encoded once for both.
+    def count(self, text: str) -> tuple[int, int]:
+        """(tokens, digest) of a message. The text is encoded once for both.
 
-        `_byte_words` is inlined: this runs for every new message, and a call costs 5% of it."""
+        `_byte_words` is inlined: this runs for every message not equal to the previous example's, and a call costs
+        5% of it."""
         data = text.encode("utf-8", "surrogatepass")
-        if text.isascii() or not has_unicode_space(text, data):
-            bits = int.from_bytes(data.translate(_WORD_BYTES), "little")
-            words = (bits ^ (bits << 8)).bit_count() >> 1
-        else:
-            words = len(text.split())
-        known = ((13 * words + 9) // 10, xxh3_64_intdigest(data))
-        size = len(text)
-        if size <= self._max_message_chars:
-            if self._cached_chars + size > self._max_cached_chars:
+        digest = xxh3_64_intdigest(data)
+        tokens = self.known.get(digest)
+        if tokens is None:
+            if text.isascii() or not has_unicode_space(text, data):
+                bits = int.from_bytes(data.translate(_WORD_BYTES), "little")
+                words = (bits ^ (bits << 8)).bit_count() >> 1
+            else:
+                words = len(text.split())
+            tokens = (13 * words + 9) // 10
+            if len(self.known) >= self._max_entries:
                 self.known.clear()
-                self._cached_chars = 0
-            self.known[text] = known
-            self._cached_chars += size
-        return known
+            self.known[digest] = tokens
+        return tokens, digest

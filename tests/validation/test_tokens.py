@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from lora_core.validation.tokens import (
     _UNICODE_SPACE,
     TokenCounter,
+    content_digest,
     count_words,
     estimate_tokens,
     has_unicode_space,
@@ -74,10 +75,11 @@ def test_estimate_is_ceil_of_1_3_words_in_integers(text: str, tokens: int) -> No
 
 
 def test_token_counter_memo_gives_the_same_answers_and_stays_bounded() -> None:
-    counter = TokenCounter(max_cached_chars=100, max_message_chars=40)
-    texts = [f"message number {i} " * (i % 4 + 1) for i in range(50)] + ["x " * 500]
+    counter = TokenCounter(max_entries=10)
+    texts = [f"message number {i} " * (i % 4 + 1) for i in range(50)] + ["x " * 500, "caf\u00e9\u00a0au lait"]
     for _ in range(2):
         for text in texts:
-            assert counter(text) == estimate_tokens(text)
-    assert sum(len(text) for text in counter.known) <= 100
-    assert "x " * 500 not in counter.known  # longer than max_message_chars: never kept
+            assert counter.count(text) == (estimate_tokens(text), content_digest(text))
+            assert counter(text) == estimate_tokens(text)  # a memo hit gives the same
+            assert 1 <= len(counter.known) <= 10
+    assert set(counter.known.values()) <= {estimate_tokens(text) for text in texts}  # ints only: no text is held
