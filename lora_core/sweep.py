@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -203,9 +203,9 @@ class Sweeper:
                             raise ObjectNotFound(claim.storage_path)
                         return validate_file(path, claim.format, self.limits)
                     stream = self.store.open_stream(claim.storage_path)  # one GET: the size comes with the bytes
-                    with closing(stream.chunks):
-                        spool_dir = self.settings.data_dir / "spool"
-                        return validate_download(stream.chunks, stream.size, spool_dir, claim.format, self.limits)
+                    # validate_download closes the stream, in the thread that reads it.
+                    spool_dir = self.settings.data_dir / "spool"
+                    return validate_download(stream.chunks, stream.size, spool_dir, claim.format, self.limits)
             except (TransientStorageError, SourceChanged) as error:  # SourceChanged: the object changed meanwhile
                 log.warning("storage error on dataset %s (try %d): %s", claim.dataset_id, attempt + 1, error)
                 if attempt < self.settings.storage_retries:

@@ -112,6 +112,22 @@ class TestOutcomes:
         assert list((settings.data_dir / "spool").iterdir()) == []  # the spool file is gone
         assert dataset.validation_report == validate_stream([data], "brightrun_lora_v4").to_dict()
 
+    def test_a_large_s3_object_that_is_not_text_is_an_error_report(self, engine, settings, monkeypatch):
+        """The validation stops at the first bytes while the spool's thread may be inside a read: the report is
+        written (not an internal error), and the download is closed by that thread."""
+        monkeypatch.setattr(validator_module, "PARALLEL_FROM_BYTES", 1000)
+        data = b"PK\x03\x04" + os.urandom(6 * 1024 * 1024)
+        with running_moto_server() as endpoint:
+            bucket = f"sweep-{uuid.uuid4().hex[:12]}"
+            s3 = S3Store(bucket, endpoint_url=endpoint, region="us-east-1", upload_ttl=60, download_ttl=60)
+            s3.ensure_bucket()
+            dataset_id = queue_dataset(engine, s3, settings, data, format="brightrun_lora_v4")
+            assert Sweeper(engine, s3, settings).run_once() == 1
+        dataset = load(engine, dataset_id)
+        assert dataset.status == DatasetStatus.ERROR
+        assert dataset.validation_report["error_counts"] == {"not_text": 1}
+        assert list((settings.data_dir / "spool").iterdir()) == []
+
     def test_s3_objects_missing_or_over_the_limit_are_permanent_errors(self, engine, settings):
         """On S3 the size comes with the one GET; an object over the limit is refused before its bytes are read."""
         with running_moto_server() as endpoint:

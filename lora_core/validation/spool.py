@@ -32,6 +32,16 @@ from lora_core.validation.sources import LocalFileSource, SourceChanged, iter_so
 WINDOW_BYTES = 64 * MIB
 # Released bytes are punched out of the file in steps of at least this.
 PUNCH_BYTES = 4 * MIB
+# How long closing a spool waits for its download thread to stop (it stops between chunks; a read in progress
+# finishes first). A thread still reading then closes the chunks itself when its read returns.
+STOP_WAIT_SECONDS = 2.0
+
+
+def close_chunks(chunks: Iterable[bytes]) -> None:
+    """Close an iterator of chunks that has a `close` (a generator over a download: its connection is let go)."""
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
 
 
 class Spool:
@@ -39,14 +49,21 @@ class Spool:
 
     Use as a context manager: leaving it stops the download (between chunks) and removes the file. An exception
     raised by `chunks` (a storage error) is raised again by `wait`, in the validating thread.
+
+    The spool takes `chunks` over: its thread, the only one that reads them, closes them when it stops (a generator
+    cannot be closed by another thread while it runs, and a validation may end while a read is in progress).
     """
 
     def __init__(
         self, chunks: Iterable[bytes], size: int, directory: str | os.PathLike[str], window: int = WINDOW_BYTES
     ) -> None:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        remove_orphans(directory)
-        write_fd, self.path = tempfile.mkstemp(prefix=f"validating-{os.getpid()}-", suffix=".part", dir=directory)
+        try:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            remove_orphans(directory)
+            write_fd, self.path = tempfile.mkstemp(prefix=f"validating-{os.getpid()}-", suffix=".part", dir=directory)
+        except BaseException:
+            close_chunks(chunks)  # no thread will read them
+            raise
         self.size = size
         self.written = 0
         self.error: BaseException | None = None
@@ -84,6 +101,10 @@ class Spool:
             self.error = exc
         finally:
             os.close(fd)
+            try:
+                close_chunks(chunks)
+            except Exception as exc:  # a download that cannot even close is one that failed
+                self.error = self.error or exc
             with self._changed:
                 self._done = True
                 self._changed.notify_all()
@@ -123,6 +144,7 @@ class Spool:
         with self._changed:
             self._stop = True
             self._changed.notify_all()
+        self._thread.join(STOP_WAIT_SECONDS)
         self.source.local.close()
         os.close(self.read_fd)
         os.unlink(self.path)

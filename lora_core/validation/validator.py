@@ -32,7 +32,7 @@ from lora_core.validation.reader import GZIP_MAGIC, SNIFF_BYTES, UTF8_BOM, LineR
 from lora_core.validation.report import DatasetStats, IssueCollector, PendingIssues, ValidationReport
 from lora_core.validation.rules import duplicate_id
 from lora_core.validation.sources import ByteSource, LocalFileSource, span_reach
-from lora_core.validation.spool import Spool
+from lora_core.validation.spool import Spool, close_chunks
 from lora_core.validation.stats import SAMPLE_COUNT, AddIssue, ExampleTotals, duplicate_example
 
 __all__ = [
@@ -146,9 +146,14 @@ def validate_download(
     afterwards), whose spans worker processes check as soon as the download has passed them (spool.py). Exceptions
     raised by `chunks` propagate unchanged; an object that turns out larger or smaller than `size` is
     `SourceChanged`.
+
+    `chunks` is taken over: it is closed (a generator's `close`, which lets its connection go) once the validation
+    is done with it, by the thread that reads it, also when the validation stops early or fails. The caller must not
+    close it: a spool's thread may still be inside a read.
     """
-    _check_format(fmt)
-    if size > limits.max_upload_bytes:
+    if fmt not in FORMAT_SHAPES or size > limits.max_upload_bytes:
+        close_chunks(chunks)  # not read at all
+        _check_format(fmt)
         return file_too_large_report(size, fmt, limits)
     return run_download_validation(chunks, size, spool_dir, fmt, limits)[0]
 
@@ -160,10 +165,13 @@ def run_download_validation(
     fmt: str = DEFAULT_FORMAT,
     limits: ValidationLimits = DEFAULT_LIMITS,
 ) -> tuple[ValidationReport, RunInfo]:
-    """`validate_download` without the upload limit, and how it ran."""
+    """`validate_download` without the upload limit, and how it ran; `chunks` is taken over as there."""
     if limits.workers <= 1 or size <= PARALLEL_FROM_BYTES:
-        return run_validation(chunks, fmt, limits)
-    with Spool(chunks, size, spool_dir) as spool:
+        try:
+            return run_validation(chunks, fmt, limits)
+        finally:
+            close_chunks(chunks)
+    with Spool(chunks, size, spool_dir) as spool:  # its download thread closes `chunks`
         return run_source_validation(spool.source, fmt, limits, parallel_from_bytes=PARALLEL_FROM_BYTES)
 
 

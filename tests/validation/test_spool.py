@@ -3,8 +3,10 @@ leaves no file behind, whether it succeeds, the download breaks, or the object i
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -171,4 +173,58 @@ def test_closing_a_spool_stops_a_download_held_by_its_window(tmp_path: Path) -> 
         thread = spool._thread
     thread.join(timeout=5)
     assert not thread.is_alive()
+    assert list(tmp_path.iterdir()) == []
+
+
+def zip_download(first: int, closed: threading.Event, read: threading.Event | None = None) -> Iterator[bytes]:
+    """A zip archive's download (`not_text` from its first bytes) that sets `closed` when it is closed or ends; its
+    second read waits for `read` when given (a read in progress when the validation ends)."""
+    try:
+        yield b"PK\x03\x04" + bytes(first)
+        if read is not None:
+            read.wait(10)
+        while True:
+            yield bytes(10_000)
+    finally:
+        closed.set()
+
+
+@pytest.mark.parametrize(
+    ("size", "workers"),
+    [(20_000_000, 2), (20_000_000, 0), (600 * 1024 * 1024, 2)],
+    ids=["spooled", "streamed", "over the limit, unread"],
+)
+def test_validate_download_closes_the_chunks_it_takes_over(
+    size: int, workers: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A validation that stops early leaves no download open: the chunks are closed before it returns."""
+    monkeypatch.setattr(validator_module, "PARALLEL_FROM_BYTES", 100)
+    closed = threading.Event()
+    chunks = zip_download(2_000_000, closed)
+    report = validate_download(chunks, size, tmp_path, V4, ValidationLimits(workers=workers))
+    unread = size > 500 * 1024 * 1024
+    assert report.error_counts == ({"file_too_large": 1} if unread else {"not_text": 1})
+    assert inspect.getgeneratorstate(chunks) == inspect.GEN_CLOSED
+    assert closed.is_set() != unread  # a generator never started has nothing to clean up
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_in_progress_when_the_validation_ends_is_closed_by_the_spool_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report does not wait for a slow read (beyond STOP_WAIT_SECONDS), and the generator, which only its own
+    thread can close while it runs, is closed by the spool's thread once the read returns."""
+    monkeypatch.setattr(validator_module, "PARALLEL_FROM_BYTES", 100)
+    monkeypatch.setattr(spool_module, "STOP_WAIT_SECONDS", 0.05)
+    closed, read = threading.Event(), threading.Event()
+    chunks = zip_download(2_000_000, closed, read)
+    started = time.monotonic()
+    report = validate_download(chunks, 20_000_000, tmp_path, V4, ValidationLimits(workers=2))
+    assert report.error_counts == {"not_text": 1}
+    assert time.monotonic() - started < 5
+    assert not closed.is_set()  # the second read is still in progress
+    with pytest.raises(ValueError, match="already executing"):
+        chunks.close()  # what a caller closing the chunks itself would run into
+    read.set()
+    assert closed.wait(5)
     assert list(tmp_path.iterdir()) == []
