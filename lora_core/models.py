@@ -133,6 +133,31 @@ class Notification(SQLModel, table=True):
     read_at: datetime | None = None
 
 
+def notify_owner(
+    connection: sa.Connection,
+    user_id: str,
+    dataset_id: uuid.UUID,
+    kind: NotificationKind,
+    title: str,
+    message: str,
+    now: datetime,
+) -> None:
+    """Insert a notification about a dataset for its owner, in the caller's transaction (beside the dataset's
+    change that it reports, so the two are written together or not at all)."""
+    connection.execute(
+        sa.insert(Notification.__table__).values(
+            id=uuid.uuid4(),
+            user_id=user_id,
+            dataset_id=dataset_id,
+            kind=kind.value,
+            title=title[:300],
+            message=message,
+            link=f"/dataset?id={dataset_id}",
+            created_at=now,
+        )
+    )
+
+
 class ApiToken(SQLModel, table=True):
     """A personal API token: only its SHA-256 is stored; the token itself is shown once, at creation."""
 

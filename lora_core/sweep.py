@@ -26,7 +26,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, Notification, NotificationKind, utcnow
+from lora_core.housekeeping import expire_abandoned_uploads
+from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, NotificationKind, notify_owner, utcnow
 from lora_core.runtime import build_runtime
 from lora_core.settings import Settings
 from lora_core.storage import ObjectNotFound, ObjectStore, TransientStorageError
@@ -42,6 +43,9 @@ from lora_core.validation.sources import SourceChanged
 log = logging.getLogger(__name__)
 
 SWEEP_JOB_ID = "lora-validation-sweep"
+HOUSEKEEPING_JOB_ID = "lora-housekeeping"
+# Abandoned uploads are found within a minute of their grace period's end: plenty, for something hours old.
+HOUSEKEEPING_INTERVAL_SECONDS = 60.0
 _datasets = Dataset.__table__  # Core statements: the claim and the result are single SQL statements.
 
 
@@ -272,18 +276,7 @@ class Sweeper:
             if result.rowcount != 1:
                 log.warning("result for dataset %s dropped: the lease is no longer ours", claim.dataset_id)
                 return
-            connection.execute(
-                sa.insert(Notification.__table__).values(
-                    id=uuid.uuid4(),
-                    user_id=claim.user_id,
-                    dataset_id=claim.dataset_id,
-                    kind=kind.value,
-                    title=title[:300],
-                    message=message,
-                    link=f"/dataset?id={claim.dataset_id}",
-                    created_at=now,
-                )
-            )
+            notify_owner(connection, claim.user_id, claim.dataset_id, kind, title, message, now)
 
     def _release(self, claim: Claim) -> None:
         """Give the dataset back to the queue after a pause, for a later claim (counted in `attempts`)."""
@@ -307,6 +300,14 @@ class Sweeper:
             self.process(claim)
             done += 1
         return done
+
+
+def run_housekeeping(engine: Engine, store: ObjectStore, settings: Settings) -> None:
+    """housekeeping.py's pass; a failure is logged, never raised: it must not stop the validations beside it."""
+    try:
+        expire_abandoned_uploads(engine, store, settings)
+    except Exception:
+        log.exception("housekeeping failed; it runs again in %ss", HOUSEKEEPING_INTERVAL_SECONDS)
 
 
 def summarize_errors(report: dict[str, Any]) -> str:
@@ -346,6 +347,17 @@ def start_sweep(engine: Engine, store: ObjectStore, settings: Settings) -> Backg
             misfire_grace_time=max(30, int(settings.sweep_interval_seconds * 2)),
             next_run_time=datetime.now(UTC),
         )
+        scheduler.add_job(
+            run_housekeeping,
+            "interval",
+            args=(engine, store, settings),
+            seconds=HOUSEKEEPING_INTERVAL_SECONDS,
+            id=HOUSEKEEPING_JOB_ID,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=int(HOUSEKEEPING_INTERVAL_SECONDS),
+            next_run_time=datetime.now(UTC),
+        )
         if sweeper.limits.workers > 1:
             scheduler.add_job(start_worker_server, id="lora-validation-workers")  # once, now, beside the sweep
         scheduler.start()
@@ -372,13 +384,18 @@ def run_worker(settings: Settings, *, once: bool = False) -> int:
     if sweeper.limits.workers > 1:
         start_worker_server()
     if once:
+        run_housekeeping(runtime.engine, runtime.store, runtime.settings)
         return sweeper.run_once()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     log.info("worker %s sweeping every %ss", sweeper.owner, settings.sweep_interval_seconds)
     done = 0
+    housekeeping_due = time.monotonic()
     while not stop.is_set():
+        if time.monotonic() >= housekeeping_due:
+            run_housekeeping(runtime.engine, runtime.store, runtime.settings)
+            housekeeping_due = time.monotonic() + HOUSEKEEPING_INTERVAL_SECONDS
         done += sweeper.run_once()
         stop.wait(settings.sweep_interval_seconds)
     return done

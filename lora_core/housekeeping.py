@@ -1,0 +1,85 @@
+"""Housekeeping beside the sweep: uploads that were never completed.
+
+A dataset is created in `uploading` and waits for its file and a confirm. When neither comes (the browser tab was
+closed, the upload failed, a script stopped), it would stay `uploading` for good: listed with a blue badge that
+never changes, keeping the datasets page refreshing itself, with whatever part of the file arrived left in storage.
+Once its upload URL has expired, and a grace period has passed for an upload that started just before then (S3
+checks a presigned URL when the request starts), nothing can complete it: it becomes `error`, saying why, its
+partial upload is removed, and its owner is told.
+
+Every step is safe with several processes doing it at once: the change is one `UPDATE … WHERE status =
+'uploading'`, so a confirm that gets in first wins, and removing an object twice is not an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from lora_core.models import Dataset, DatasetStatus, NotificationKind, notify_owner, utcnow
+from lora_core.service import upload_key_for
+from lora_core.settings import Settings
+from lora_core.storage import ObjectStore, StorageError
+
+log = logging.getLogger(__name__)
+
+# How long after its upload URL expired an upload that started in time may still be completing.
+UPLOAD_GRACE = timedelta(hours=1)
+# Datasets handled per statement, so one pass never holds many rows (the rest wait for the next pass).
+BATCH = 100
+_datasets = Dataset.__table__
+
+
+def abandoned_upload_message(settings: Settings) -> str:
+    hours = (timedelta(seconds=settings.upload_url_ttl_seconds) + UPLOAD_GRACE) / timedelta(hours=1)
+    return (
+        f"The upload was not completed: the file was not confirmed within {hours:g} hours of creating the dataset, "
+        "and its upload link has expired. Create the dataset again to upload the file."
+    )
+
+
+def expire_abandoned_uploads(
+    engine: Engine, store: ObjectStore, settings: Settings, now: datetime | None = None
+) -> int:
+    """Turn the datasets still `uploading` past their upload URL's expiry and UPLOAD_GRACE into `error`, remove
+    what was uploaded of them, and notify their owners; returns how many."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=settings.upload_url_ttl_seconds) - UPLOAD_GRACE
+    message = abandoned_upload_message(settings)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(
+                _datasets.c.id,
+                _datasets.c.user_id,
+                _datasets.c.name,
+                _datasets.c.storage_path,
+                _datasets.c.deleted_at,
+            )
+            .where(_datasets.c.status == DatasetStatus.UPLOADING.value, _datasets.c.created_at < cutoff)
+            .order_by(_datasets.c.created_at)
+            .limit(BATCH)
+        ).all()
+    expired = 0
+    for dataset_id, user_id, name, storage_path, deleted_at in rows:
+        with engine.begin() as connection:
+            result = connection.execute(
+                sa.update(_datasets)
+                .where(_datasets.c.id == dataset_id, _datasets.c.status == DatasetStatus.UPLOADING.value)
+                .values(status=DatasetStatus.ERROR.value, training_ready=False, error_message=message, updated_at=now)
+            )
+            if result.rowcount != 1:  # confirmed (or expired by another process) meanwhile
+                continue
+            if deleted_at is None:  # a dataset its owner deleted is not worth a message
+                title = f"“{name}” was not uploaded"
+                notify_owner(connection, user_id, dataset_id, NotificationKind.DATASET_FAILED, title, message, now)
+        expired += 1
+        try:
+            store.delete(upload_key_for(storage_path))
+        except StorageError as error:  # the record already says why; the leftover is only wasted space
+            log.warning("could not remove the abandoned upload of dataset %s: %s", dataset_id, error)
+    if expired:
+        log.info("%d abandoned upload(s) marked as errors", expired)
+    return expired
