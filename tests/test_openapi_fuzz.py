@@ -80,8 +80,11 @@ def test_requests_that_break_the_document_are_refused_with_4xx(
     @given(case=operation.as_strategy(generation_mode=GenerationMode.NEGATIVE))
     @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def bad_requests_are_refused(case: schemathesis.Case) -> None:
+        # A case whose mutation left the Authorization header out must go without it: adding the token back would
+        # undo that mutation, and a request left with nothing else wrong is rightly accepted (a flaky ST201).
+        keeps_auth = any(name.lower() == "authorization" for name in case.headers or {})
         case.call_and_validate(
-            headers=TOKEN,
+            headers=TOKEN if keeps_auth else None,
             checks=[checks.not_a_server_error, checks.status_code_conformance, checks.negative_data_rejection],
         )
 
