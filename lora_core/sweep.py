@@ -89,6 +89,13 @@ class Sweeper:
         self.owner = owner or default_owner_id()
         self.limits = ValidationLimits.from_settings(settings)
         self._sleep = sleep
+        # Set by `stop`: no new claim is taken; the dataset being validated is finished (a process stopping for a
+        # deploy would otherwise drain the whole queue first, and be killed mid-validation with a lease left).
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Take no new dataset; `run_once` returns once the one being validated is written."""
+        self.stopping.set()
 
     # -- claiming ---------------------------------------------------------------------------------------------
 
@@ -264,7 +271,7 @@ class Sweeper:
         now = utcnow()
         kind, title, message = notification
         with self.engine.begin() as connection:
-            result = connection.execute(
+            row = connection.execute(
                 sa.update(_datasets)
                 .where(
                     _datasets.c.id == claim.dataset_id,
@@ -272,11 +279,15 @@ class Sweeper:
                     _datasets.c.status == DatasetStatus.VALIDATING.value,
                 )
                 .values(**values, lease_owner=None, lease_expires_at=None, updated_at=now)
-            )
-            if result.rowcount != 1:
+                .returning(_datasets.c.deleted_at)
+            ).first()
+            if row is None:
                 log.warning("result for dataset %s dropped: the lease is no longer ours", claim.dataset_id)
                 return
-            notify_owner(connection, claim.user_id, claim.dataset_id, kind, title, message, now)
+            # Deleted while it was validated: the record keeps its result, but the owner is not sent to a page
+            # that no longer shows it.
+            if row.deleted_at is None:
+                notify_owner(connection, claim.user_id, claim.dataset_id, kind, title, message, now)
 
     def _release(self, claim: Claim) -> None:
         """Give the dataset back to the queue after a pause, for a later claim (counted in `attempts`)."""
@@ -291,9 +302,10 @@ class Sweeper:
     # -- the loop ---------------------------------------------------------------------------------------------
 
     def run_once(self, max_datasets: int | None = None) -> int:
-        """Validate claimable datasets until none is left (or `max_datasets` were done); returns how many."""
+        """Validate claimable datasets until none is left (or `max_datasets` were done, or `stop` was called);
+        returns how many."""
         done = 0
-        while max_datasets is None or done < max_datasets:
+        while (max_datasets is None or done < max_datasets) and not self.stopping.is_set():
             claim = self.claim_next()
             if claim is None:
                 break
@@ -326,11 +338,12 @@ def summarize_errors(report: dict[str, Any]) -> str:
 
 _scheduler_lock = threading.Lock()
 _scheduler: BackgroundScheduler | None = None
+_sweeper: Sweeper | None = None
 
 
 def start_sweep(engine: Engine, store: ObjectStore, settings: Settings) -> BackgroundScheduler:
     """Start this process's sweep (once: later calls return the running scheduler)."""
-    global _scheduler
+    global _scheduler, _sweeper
     with _scheduler_lock:
         if _scheduler is not None and _scheduler.running:
             return _scheduler
@@ -361,17 +374,21 @@ def start_sweep(engine: Engine, store: ObjectStore, settings: Settings) -> Backg
         if sweeper.limits.workers > 1:
             scheduler.add_job(start_worker_server, id="lora-validation-workers")  # once, now, beside the sweep
         scheduler.start()
-        _scheduler = scheduler
+        _scheduler, _sweeper = scheduler, sweeper
         log.info("validation sweep started (every %ss, owner %s)", settings.sweep_interval_seconds, sweeper.owner)
         return scheduler
 
 
 def stop_sweep(wait: bool = True) -> None:
-    global _scheduler
+    """Stop this process's sweep: no new claim, and (with `wait`) return once the dataset being validated is
+    written."""
+    global _scheduler, _sweeper
     with _scheduler_lock:
+        if _sweeper is not None:
+            _sweeper.stop()
         if _scheduler is not None and _scheduler.running:
             _scheduler.shutdown(wait=wait)
-        _scheduler = None
+        _scheduler, _sweeper = None, None
 
 
 def run_worker(settings: Settings, *, once: bool = False) -> int:
@@ -386,9 +403,9 @@ def run_worker(settings: Settings, *, once: bool = False) -> int:
     if once:
         run_housekeeping(runtime.engine, runtime.store, runtime.settings)
         return sweeper.run_once()
-    stop = threading.Event()
+    stop = sweeper.stopping  # a signal stops the loop between datasets, after the one being validated
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda *_: sweeper.stop())
     log.info("worker %s sweeping every %ss", sweeper.owner, settings.sweep_interval_seconds)
     done = 0
     housekeeping_due = time.monotonic()
@@ -396,6 +413,10 @@ def run_worker(settings: Settings, *, once: bool = False) -> int:
         if time.monotonic() >= housekeeping_due:
             run_housekeeping(runtime.engine, runtime.store, runtime.settings)
             housekeeping_due = time.monotonic() + HOUSEKEEPING_INTERVAL_SECONDS
-        done += sweeper.run_once()
+        try:
+            done += sweeper.run_once()
+        except SQLAlchemyError:  # the database restarting, say: the worker waits and tries again
+            log.exception("sweep failed; it runs again in %ss", settings.sweep_interval_seconds)
         stop.wait(settings.sweep_interval_seconds)
+    log.info("worker %s stopped", sweeper.owner)
     return done

@@ -21,10 +21,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from lora_core import service
+from lora_core import sweep as sweep_module
 from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
 from lora_core.settings import Settings
 from lora_core.storage import LocalStore, ObjectInfo, ObjectStore, S3Store, TransientStorageError, make_store
-from lora_core.sweep import Sweeper
+from lora_core.sweep import Sweeper, run_worker
 from lora_core.validation import validate_stream
 from lora_core.validation import validator as validator_module
 from tests.conftest import EQ12_PATH
@@ -263,6 +264,41 @@ class TestRetriesAndLeases:
         dataset = load(engine, dataset_id)
         assert dataset.status == DatasetStatus.READY and dataset.attempts == 2
 
+    def test_a_dataset_deleted_while_it_is_validated_keeps_its_result_without_a_notification(
+        self, engine, store, settings, monkeypatch
+    ):
+        dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
+        real_validate = sweep_module.validate_file
+
+        def deleted_meanwhile(*args: object) -> object:
+            with Session(engine) as session:
+                service.delete_dataset(session, USER, dataset_id)
+            return real_validate(*args)
+
+        monkeypatch.setattr(sweep_module, "validate_file", deleted_meanwhile)
+        assert Sweeper(engine, store, settings).run_once() == 1
+        dataset = load(engine, dataset_id)
+        assert dataset.deleted_at is not None and dataset.status == DatasetStatus.READY
+        assert dataset.lease_owner is None
+        assert notifications(engine, dataset_id) == []  # its link would lead to "not found"
+
+    def test_a_stopped_sweeper_finishes_its_dataset_and_claims_no_more(self, engine, store, settings, monkeypatch):
+        """What a worker does on SIGTERM, and the app on shutdown: the queue is not drained first."""
+        queued = [queue_dataset(engine, store, settings, GOOD_LINE, name=f"set {n}") for n in range(3)]
+        sweeper = Sweeper(engine, store, settings)
+        real_validate = sweep_module.validate_file
+
+        def stopped_meanwhile(*args: object) -> object:
+            sweeper.stop()
+            return real_validate(*args)
+
+        monkeypatch.setattr(sweep_module, "validate_file", stopped_meanwhile)
+        assert sweeper.run_once() == 1
+        statuses = sorted(load(engine, dataset_id).status for dataset_id in queued)
+        assert statuses == [DatasetStatus.READY, DatasetStatus.VALIDATING, DatasetStatus.VALIDATING]
+        assert all(load(engine, dataset_id).lease_owner is None for dataset_id in queued)  # free for others
+        assert Sweeper(engine, store, settings).run_once() == 2
+
     def test_a_result_from_a_lost_lease_is_dropped(self, engine, store, settings):
         dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
         slow = Sweeper(engine, store, settings, owner="slow")
@@ -349,3 +385,24 @@ class TestAcrossProcesses:
         assert dataset.status == DatasetStatus.READY and dataset.attempts == 2
         assert dataset.total_training_pairs == count
         assert len(notifications(engine, dataset_id)) == 1
+
+    def test_the_worker_loop_outlives_a_database_error_and_stops_when_told(self, engine, settings, monkeypatch, caplog):
+        """`python -m lora_core worker`: a database that goes away for a while does not end the worker."""
+        calls: list[int] = []
+
+        def run_once(sweeper: Sweeper, max_datasets: int | None = None) -> int:
+            calls.append(1)
+            if len(calls) == 1:
+                raise sa.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+            sweeper.stop()  # as SIGTERM does
+            return 0
+
+        monkeypatch.setattr(Sweeper, "run_once", run_once)
+        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            assert run_worker(settings.model_copy(update={"sweep_interval_seconds": 0.01})) == 0
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        assert len(calls) == 2
+        assert "sweep failed" in caplog.text
