@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -270,7 +270,7 @@ def run_source_validation(
         run = _Validation(fmt, limits, block_bytes, block_lines, parallel_from_bytes, -1)
         return run.run_source(source, head, read_bytes or HEAD_READ_BYTES), run.info
     return run_validation(
-        source.chunks(0, read_bytes or READ_BLOCK_BYTES),
+        _read_once(source, read_bytes or READ_BLOCK_BYTES),
         fmt,
         limits,
         block_bytes=block_bytes,
@@ -278,6 +278,16 @@ def run_source_validation(
         parallel_from_bytes=parallel_from_bytes,
         size_hint=source.size,
     )
+
+
+def _read_once(source: ByteSource, chunk_bytes: int) -> Iterator[bytes]:
+    """The source's bytes in order, each chunk released once read: this path reads nothing twice, so a spooled
+    download (a gzip object, say) keeps within its window on disk (spool.py)."""
+    offset = 0
+    for chunk in source.chunks(0, chunk_bytes):
+        offset += len(chunk)
+        source.release(offset)  # the chunk is a copy: the file's bytes are no longer needed
+        yield chunk
 
 
 def run_validation(

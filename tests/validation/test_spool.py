@@ -3,6 +3,7 @@ leaves no file behind, whether it succeeds, the download breaks, or the object i
 
 from __future__ import annotations
 
+import gzip
 import inspect
 import json
 import os
@@ -19,6 +20,7 @@ from lora_core.validation import validator as validator_module
 from lora_core.validation.sources import SourceChanged
 from lora_core.validation.spool import WINDOW_BYTES, Spool
 from lora_core.validation.validator import run_source_validation, run_validation, validate_download
+from tests.conftest import EQ12_PATH
 from tests.validation.test_file_ranges import FILE_CASES, LINE_LIMIT
 from tests.validation.test_rule_codes import V4
 
@@ -227,4 +229,25 @@ def test_a_read_in_progress_when_the_validation_ends_is_closed_by_the_spool_thre
         chunks.close()  # what a caller closing the chunks itself would run into
     read.set()
     assert closed.wait(5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_gzip_download_is_released_as_it_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gzip is read in order through this process, not in spans: what was read leaves the spool as it goes, so
+    disk use stays within the window for a compressed object too."""
+    monkeypatch.setattr(validator_module, "PARALLEL_FROM_BYTES", 100)
+    spools: list[Spool] = []
+
+    class RecordingSpool(Spool):
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args)  # type: ignore[arg-type]
+            spools.append(self)
+
+    monkeypatch.setattr(validator_module, "Spool", RecordingSpool)
+    data = gzip.compress(EQ12_PATH.read_bytes() * 20)  # ~0.9 MB, downloaded in 4 KB chunks
+    report = validate_download(trickle(data, 4096), len(data), tmp_path, V4, ValidationLimits(workers=2))
+    expected, _info = run_validation(iter((data,)), V4, ValidationLimits(workers=0))
+    assert report.to_dict() == expected.to_dict()
+    [spool] = spools
+    assert spool.released == len(data)
     assert list(tmp_path.iterdir()) == []
