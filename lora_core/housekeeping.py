@@ -1,4 +1,4 @@
-"""Housekeeping beside the sweep: uploads that were never completed.
+"""Housekeeping beside the sweep: uploads that were never completed, and the files of deleted datasets.
 
 A dataset is created in `uploading` and waits for its file and a confirm. When neither comes (the browser tab was
 closed, the upload failed, a script stopped), it would stay `uploading` for good: listed with a blue badge that
@@ -6,6 +6,10 @@ never changes, keeping the datasets page refreshing itself, with whatever part o
 Once its upload URL has expired, and a grace period has passed for an upload that started just before then (S3
 checks a presigned URL when the request starts), nothing can complete it: it becomes `error`, saying why, its
 partial upload is removed, and its owner is told.
+
+Deleting a dataset hides it at once, and keeps its file for `settings.deleted_retention_days` (an operator can still
+restore it by clearing `deleted_at`); then the file is removed from storage and `purged_at` set. The record stays,
+for audit. Without this, every file ever deleted would be stored, and paid for, for good.
 
 Every step is safe with several processes doing it at once: the change is one `UPDATE … WHERE status =
 'uploading'`, so a confirm that gets in first wins, and removing an object twice is not an error.
@@ -83,3 +87,40 @@ def expire_abandoned_uploads(
     if expired:
         log.info("%d abandoned upload(s) marked as errors", expired)
     return expired
+
+
+def purge_deleted_files(engine: Engine, store: ObjectStore, settings: Settings, now: datetime | None = None) -> int:
+    """Remove from storage the files of datasets deleted more than `deleted_retention_days` ago (and any upload
+    left beside them), and mark them purged; returns how many. A dataset still held by a validation's lease waits
+    for the next pass; one whose file cannot be removed now (storage down) is not marked, and is tried again."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=settings.deleted_retention_days)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(_datasets.c.id, _datasets.c.storage_path)
+            .where(
+                _datasets.c.deleted_at < cutoff,
+                _datasets.c.purged_at.is_(None),
+                sa.or_(_datasets.c.lease_expires_at.is_(None), _datasets.c.lease_expires_at < now),
+            )
+            .order_by(_datasets.c.deleted_at)
+            .limit(BATCH)
+        ).all()
+    purged = 0
+    for dataset_id, storage_path in rows:
+        try:
+            store.delete(storage_path)
+            store.delete(upload_key_for(storage_path))
+        except StorageError as error:
+            log.warning("could not remove the file of deleted dataset %s (tried again later): %s", dataset_id, error)
+            continue
+        with engine.begin() as connection:
+            connection.execute(
+                sa.update(_datasets)
+                .where(_datasets.c.id == dataset_id, _datasets.c.purged_at.is_(None))
+                .values(purged_at=now)
+            )
+        purged += 1
+    if purged:
+        log.info("%d deleted dataset file(s) removed from storage", purged)
+    return purged

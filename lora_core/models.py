@@ -93,6 +93,8 @@ class Dataset(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     deleted_at: datetime | None = None
+    # When housekeeping removed the file of a deleted dataset from storage (settings.deleted_retention_days later).
+    purged_at: datetime | None = None
 
     # The sweep's claim: who holds it, until when, and how many claims there have been.
     attempts: int = 0

@@ -303,7 +303,8 @@ def upload_allowed(session: Session, upload_key: str) -> bool:
 
 
 def delete_dataset(session: Session, user_id: str, dataset_id: uuid.UUID | str) -> None:
-    """Soft delete: the dataset disappears from every view; its record and file stay for recovery or audit."""
+    """Soft delete: the dataset disappears from every view at once. Its file stays for `deleted_retention_days` (an
+    operator can still restore it), then housekeeping removes it from storage; the record stays, for audit."""
     dataset = _owned_dataset(session, user_id, dataset_id, for_update=True)
     now = utcnow()
     dataset.deleted_at = now

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     upload_url_ttl_seconds: int = Field(default=3600, gt=0)
     download_url_ttl_seconds: int = Field(default=900, gt=0)
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    deleted_retention_days: float = Field(
+        default=30,
+        ge=0,
+        description="Days the file of a deleted dataset stays in storage (an operator can still restore it) before "
+        "housekeeping removes it; the record stays.",
+    )
     sweep_lease_seconds: int = Field(
         default=600, gt=0, description="How long a claim holds before another process may take it."
     )

@@ -26,7 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from lora_core.housekeeping import expire_abandoned_uploads
+from lora_core.housekeeping import expire_abandoned_uploads, purge_deleted_files
 from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, NotificationKind, notify_owner, utcnow
 from lora_core.runtime import build_runtime
 from lora_core.settings import Settings
@@ -318,6 +318,7 @@ def run_housekeeping(engine: Engine, store: ObjectStore, settings: Settings) -> 
     """housekeeping.py's pass; a failure is logged, never raised: it must not stop the validations beside it."""
     try:
         expire_abandoned_uploads(engine, store, settings)
+        purge_deleted_files(engine, store, settings)
     except Exception:
         log.exception("housekeeping failed; it runs again in %ss", HOUSEKEEPING_INTERVAL_SECONDS)
 

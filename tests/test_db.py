@@ -24,7 +24,7 @@ def test_a_fresh_database_is_migrated_to_head_and_migrating_again_changes_nothin
     indexes = {index["name"] for index in inspector.get_indexes("datasets")}
     assert {"ix_datasets_user_status", "ix_datasets_user_created", "ix_datasets_status_lease"} <= indexes
     with engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
     engine.dispose()
 
 
@@ -55,3 +55,19 @@ def test_three_processes_starting_at_once_on_a_new_sqlite_file_all_succeed(tmp_p
     engine = sa.create_engine(url)
     assert set(sa.inspect(engine).get_table_names()) >= TABLES
     engine.dispose()
+
+
+def test_the_migrations_build_exactly_the_tables_the_models_describe(settings: Settings) -> None:
+    """A column added to a model without its migration (or the reverse) shows up here, not in production."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    engine = make_engine(settings)
+    migrate(engine)
+    with engine.connect() as connection:
+        differences = compare_metadata(
+            MigrationContext.configure(connection, opts={"compare_type": True}), SQLModel.metadata
+        )
+    engine.dispose()
+    assert differences == []

@@ -1,4 +1,5 @@
-"""Housekeeping: uploads never completed become errors once nothing can complete them, on SQLite and PostgreSQL."""
+"""Housekeeping, on SQLite and PostgreSQL: uploads never completed become errors once nothing can complete them, and the
+files of deleted datasets leave storage after the retention period."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from sqlmodel import Session, select
 
 from lora_core import service
 from lora_core.errors import Conflict
-from lora_core.housekeeping import UPLOAD_GRACE, expire_abandoned_uploads
+from lora_core.housekeeping import UPLOAD_GRACE, expire_abandoned_uploads, purge_deleted_files
 from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
 from lora_core.settings import Settings
-from lora_core.storage import LocalStore, make_store
-from lora_core.sweep import run_housekeeping
+from lora_core.storage import LocalStore, StorageError, make_store
+from lora_core.sweep import Sweeper, run_housekeeping
 
 USER = "alice"
 LINE = b'{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}\n'
@@ -143,3 +144,67 @@ def test_a_housekeeping_failure_is_logged_not_raised(engine, store, settings, mo
     monkeypatch.setattr("lora_core.sweep.expire_abandoned_uploads", broken)
     run_housekeeping(engine, store, settings)
     assert "housekeeping failed" in caplog.text
+
+
+def uploaded(engine: Engine, store: LocalStore, settings: Settings, name: str) -> Dataset:
+    """A dataset whose file is stored (confirmed, validating)."""
+    dataset = create(engine, store, settings, age=timedelta(0), name=name)
+    store.put_stream(service.upload_key_for(dataset.storage_path), [LINE * 10], max_bytes=len(LINE) * 10)
+    with Session(engine) as session:
+        service.confirm_upload(session, store, settings, USER, dataset.id)
+    return dataset
+
+
+def deleted_ago(engine: Engine, dataset: Dataset, age: timedelta) -> None:
+    with Session(engine) as session:
+        service.delete_dataset(session, USER, dataset.id)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(Dataset.__table__).where(Dataset.__table__.c.id == dataset.id).values(deleted_at=utcnow() - age)
+        )
+
+
+def test_the_files_of_datasets_deleted_past_the_retention_are_removed_and_the_records_kept(engine, store, settings):
+    retention = timedelta(days=settings.deleted_retention_days)
+    old = uploaded(engine, store, settings, "old")
+    deleted_ago(engine, old, retention + timedelta(hours=1))
+    leftover = service.upload_key_for(old.storage_path)
+    store.put_stream(leftover, [LINE], max_bytes=len(LINE))  # a later PUT to its upload URL
+    recent = uploaded(engine, store, settings, "recent")
+    deleted_ago(engine, recent, retention - timedelta(hours=1))
+    kept = uploaded(engine, store, settings, "kept")
+
+    assert purge_deleted_files(engine, store, settings) == 1
+
+    assert store.head(old.storage_path) is None and store.head(leftover) is None
+    purged = load(engine, old.id)
+    assert purged.purged_at is not None and purged.deleted_at is not None  # the record stays, for audit
+    assert store.head(recent.storage_path) is not None and load(engine, recent.id).purged_at is None
+    assert store.head(kept.storage_path) is not None and load(engine, kept.id).purged_at is None
+    assert purge_deleted_files(engine, store, settings) == 0  # done once
+
+
+def test_a_file_that_cannot_be_removed_now_is_tried_again(engine, store, settings, monkeypatch):
+    dataset = uploaded(engine, store, settings, "old")
+    deleted_ago(engine, dataset, timedelta(days=settings.deleted_retention_days + 1))
+    real_delete = store.delete
+
+    def storage_down(key: str) -> None:
+        raise StorageError("storage is down")
+
+    monkeypatch.setattr(store, "delete", storage_down)
+    run_housekeeping(engine, store, settings)  # as the scheduler runs it: logged, not raised
+    assert load(engine, dataset.id).purged_at is None and store.head(dataset.storage_path) is not None
+
+    monkeypatch.setattr(store, "delete", real_delete)
+    assert purge_deleted_files(engine, store, settings) == 1
+    assert load(engine, dataset.id).purged_at is not None and store.head(dataset.storage_path) is None
+
+
+def test_a_deleted_dataset_under_a_live_lease_waits(engine, store, settings):
+    """Deleted while a sweep validates it: its file is not pulled from under that validation."""
+    dataset = uploaded(engine, store, settings, "busy")
+    assert Sweeper(engine, store, settings, owner="busy").claim_next() is not None
+    deleted_ago(engine, dataset, timedelta(days=settings.deleted_retention_days + 1))
+    assert purge_deleted_files(engine, store, settings) == 0
+    assert store.head(dataset.storage_path) is not None
