@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import os
+import socket
 import sys
 import tempfile
 import threading
@@ -60,7 +62,8 @@ class Spool:
         try:
             Path(directory).mkdir(parents=True, exist_ok=True)
             remove_orphans(directory)
-            write_fd, self.path = tempfile.mkstemp(prefix=f"validating-{os.getpid()}-", suffix=".part", dir=directory)
+            prefix = f"validating-{os.getpid()}-{_host_tag()}-"
+            write_fd, self.path = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=directory)
         except BaseException:
             close_chunks(chunks)  # no thread will read them
             raise
@@ -147,7 +150,7 @@ class Spool:
         self._thread.join(STOP_WAIT_SECONDS)
         self.source.local.close()
         os.close(self.read_fd)
-        os.unlink(self.path)
+        Path(self.path).unlink(missing_ok=True)  # gone already: another machine's remove_orphans (old names)
 
     def __enter__(self) -> Spool:
         return self
@@ -170,10 +173,13 @@ class Spool:
 
 def remove_orphans(directory: str | os.PathLike[str]) -> None:
     """Remove the spool files of processes that are gone (killed mid-validation: nothing else would remove them).
-    A file's name holds the pid of the process that spooled it."""
-    for path in Path(directory).glob("validating-*-*.part"):
-        pid = path.name.split("-")[1]
-        if not pid.isdigit() or int(pid) == os.getpid():
+
+    A file's name holds the pid of the process that spooled it and a tag of its machine: a pid means something only
+    on its own machine (or container), and the data folder may be shared by several.
+    """
+    for path in Path(directory).glob("validating-*-*-*.part"):
+        _, pid, host, _rest = path.name.split("-", 3)
+        if host != _host_tag() or not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
             os.kill(int(pid), 0)
@@ -181,6 +187,12 @@ def remove_orphans(directory: str | os.PathLike[str]) -> None:
             path.unlink(missing_ok=True)
         except PermissionError:  # a live process of another user
             continue
+
+
+@functools.cache
+def _host_tag() -> str:
+    """This machine's tag in spool file names: 8 hex digits of its host name (no dash, whatever the name)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 class SpooledSource:

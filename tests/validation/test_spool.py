@@ -122,15 +122,18 @@ def test_a_validation_that_stops_early_does_not_wait(tmp_path: Path, monkeypatch
 
 
 def test_spool_files_of_processes_that_are_gone_are_removed(tmp_path: Path) -> None:
-    orphan = tmp_path / "validating-999999999-abc.part"  # no such pid
-    orphan.write_bytes(b"x" * 100)
+    host = spool_module._host_tag()
+    orphan = tmp_path / f"validating-999999999-{host}-abc.part"  # no such pid here
+    elsewhere = tmp_path / "validating-999999999-0badc0de-abc.part"  # a process of another machine sharing the folder
     other = tmp_path / "notes.txt"
-    other.write_bytes(b"kept")
+    for path in (orphan, elsewhere, other):
+        path.write_bytes(b"kept")
     with Spool(iter([b"{}\n"]), 3, tmp_path) as spool:
-        assert not orphan.exists() and other.exists()
-        assert Path(spool.path).exists() and f"validating-{os.getpid()}-" in spool.path
+        assert not orphan.exists() and elsewhere.exists() and other.exists()
+        assert Path(spool.path).exists() and f"validating-{os.getpid()}-{host}-" in spool.path
         spool.wait(3)
-    assert list(tmp_path.iterdir()) == [other]
+        Path(spool.path).unlink()  # removed meanwhile (by hand, say): leaving the spool still works
+    assert sorted(tmp_path.iterdir()) == sorted([elsewhere, other])
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
