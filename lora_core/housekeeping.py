@@ -91,35 +91,48 @@ def expire_abandoned_uploads(
 
 def purge_deleted_files(engine: Engine, store: ObjectStore, settings: Settings, now: datetime | None = None) -> int:
     """Remove from storage the files of datasets deleted more than `deleted_retention_days` ago (and any upload
-    left beside them), and mark them purged; returns how many. A dataset still held by a validation's lease waits
-    for the next pass; one whose file cannot be removed now (storage down) is not marked, and is tried again."""
+    left beside them), and mark them purged; returns how many.
+
+    Each dataset is marked first, by one conditional UPDATE (still deleted, past the retention, not purged, under no
+    live lease), and only then is its file removed: a dataset an operator restores meanwhile, or another process
+    purges, is left alone. A file that cannot be removed now (storage down) is unmarked again, for the next pass.
+    """
     now = now or utcnow()
     cutoff = now - timedelta(days=settings.deleted_retention_days)
+    purgeable = sa.and_(
+        _datasets.c.deleted_at < cutoff,
+        _datasets.c.purged_at.is_(None),
+        sa.or_(_datasets.c.lease_expires_at.is_(None), _datasets.c.lease_expires_at < now),
+    )
     with engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(_datasets.c.id, _datasets.c.storage_path)
-            .where(
-                _datasets.c.deleted_at < cutoff,
-                _datasets.c.purged_at.is_(None),
-                sa.or_(_datasets.c.lease_expires_at.is_(None), _datasets.c.lease_expires_at < now),
-            )
-            .order_by(_datasets.c.deleted_at)
-            .limit(BATCH)
-        ).all()
+        candidates = (
+            connection.execute(sa.select(_datasets.c.id).where(purgeable).order_by(_datasets.c.deleted_at).limit(BATCH))
+            .scalars()
+            .all()
+        )
     purged = 0
-    for dataset_id, storage_path in rows:
+    for dataset_id in candidates:
+        with engine.begin() as connection:
+            storage_path = connection.execute(
+                sa.update(_datasets)
+                .where(_datasets.c.id == dataset_id, purgeable)
+                .values(purged_at=now)
+                .returning(_datasets.c.storage_path)
+            ).scalar()
+        if storage_path is None:  # restored, or purged by another process, meanwhile
+            continue
         try:
             store.delete(storage_path)
             store.delete(upload_key_for(storage_path))
         except StorageError as error:
             log.warning("could not remove the file of deleted dataset %s (tried again later): %s", dataset_id, error)
+            with engine.begin() as connection:
+                connection.execute(
+                    sa.update(_datasets)
+                    .where(_datasets.c.id == dataset_id, _datasets.c.purged_at == now)
+                    .values(purged_at=None)
+                )
             continue
-        with engine.begin() as connection:
-            connection.execute(
-                sa.update(_datasets)
-                .where(_datasets.c.id == dataset_id, _datasets.c.purged_at.is_(None))
-                .values(purged_at=now)
-            )
         purged += 1
     if purged:
         log.info("%d deleted dataset file(s) removed from storage", purged)

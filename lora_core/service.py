@@ -229,9 +229,21 @@ def confirm_upload(
                 store.move(upload_key, dataset.storage_path)
             except StorageError as error:
                 raise StorageUnavailable(f"Could not store the uploaded file: {error}") from error
-        dataset.status = DatasetStatus.VALIDATING
+        # Only if it is still uploading: on SQLite the row lock above is a no-op, and housekeeping may have expired
+        # the upload meanwhile (housekeeping.py); then that stands, and this confirm is refused.
         session.add(dataset)
+        queued = session.execute(
+            sa.update(Dataset)
+            .where(col(Dataset.id) == dataset.id, col(Dataset.status) == DatasetStatus.UPLOADING)
+            .values(status=DatasetStatus.VALIDATING, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if queued.rowcount != 1:
+            session.rollback()
+            session.refresh(dataset)
+            raise Conflict(f"This dataset is {dataset.status.value}: {dataset.error_message or 'it changed meanwhile'}")
         session.commit()
+        session.refresh(dataset)
         return dataset
     dataset.status = DatasetStatus.ERROR
     dataset.error_message = problem

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     deleted_retention_days: float = Field(
         default=30,
         ge=0,
+        le=36_500,  # a hundred years: "keep for good", and still a date the database can compare
         description="Days the file of a deleted dataset stays in storage (an operator can still restore it) before "
         "housekeeping removes it; the record stays.",
     )

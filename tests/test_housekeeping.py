@@ -3,6 +3,7 @@ files of deleted datasets leave storage after the retention period."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import timedelta
 
@@ -12,12 +13,21 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from lora_core import service
+from lora_core import sweep as sweep_module
 from lora_core.errors import Conflict
 from lora_core.housekeeping import UPLOAD_GRACE, expire_abandoned_uploads, purge_deleted_files
 from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
 from lora_core.settings import Settings
 from lora_core.storage import LocalStore, StorageError, make_store
-from lora_core.sweep import Sweeper, run_housekeeping
+from lora_core.sweep import (
+    HOUSEKEEPING_INTERVAL_SECONDS,
+    HOUSEKEEPING_JOB_ID,
+    Sweeper,
+    run_housekeeping,
+    run_worker,
+    start_sweep,
+    stop_sweep,
+)
 
 USER = "alice"
 LINE = b'{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}\n'
@@ -208,3 +218,89 @@ def test_a_deleted_dataset_under_a_live_lease_waits(engine, store, settings):
     deleted_ago(engine, dataset, timedelta(days=settings.deleted_retention_days + 1))
     assert purge_deleted_files(engine, store, settings) == 0
     assert store.head(dataset.storage_path) is not None
+
+
+def test_an_expiry_and_a_confirm_at_the_same_moment_have_one_winner(engine, store, settings, monkeypatch):
+    """Housekeeping runs while a late confirm is moving the file. On PostgreSQL the confirm's row lock holds it off
+    (the confirm wins); on SQLite, which has no row locks, the expiry wins and the confirm is refused. Never both:
+    a dataset `validating` with a "not uploaded" notification, then "ready" too."""
+    dataset = create(engine, store, settings, age=expired_age(settings))
+    store.put_stream(service.upload_key_for(dataset.storage_path), [LINE * 10], max_bytes=len(LINE) * 10)
+    real_move = store.move
+    housekeeping: list[threading.Thread] = []
+
+    def move_while_housekeeping_runs(source: str, target: str) -> None:
+        real_move(source, target)
+        thread = threading.Thread(target=expire_abandoned_uploads, args=(engine, store, settings))
+        thread.start()
+        thread.join(2)  # it finishes now (SQLite) or waits for the confirm's transaction (PostgreSQL)
+        housekeeping.append(thread)
+
+    monkeypatch.setattr(store, "move", move_while_housekeeping_runs)
+    refused = None
+    with Session(engine) as session:
+        try:
+            service.confirm_upload(session, store, settings, USER, dataset.id)
+        except Conflict as conflict:
+            refused = conflict
+    housekeeping[0].join(10)
+    Sweeper(engine, store, settings).run_once()
+
+    final = load(engine, dataset.id)
+    titles = [note.title for note in notifications(engine)]
+    if refused is None:
+        assert final.status == DatasetStatus.READY and titles == ["“set” is ready for training"]
+    else:
+        assert "not completed" in str(refused)
+        assert final.status == DatasetStatus.ERROR and titles == ["“set” was not uploaded"]
+
+
+def test_a_dataset_restored_before_its_purge_keeps_its_file(engine, store, settings):
+    """An operator restores a deleted dataset (clears deleted_at) between the purge's query and its work."""
+    dataset = uploaded(engine, store, settings, "restored")
+    deleted_ago(engine, dataset, timedelta(days=settings.deleted_retention_days + 1))
+    real_connect = engine.connect
+
+    def query_then_restore() -> sa.Connection:
+        engine.connect = real_connect  # type: ignore[method-assign]  # one shot
+        connection = real_connect()
+        real_close = connection.close
+
+        def close() -> None:
+            real_close()
+            with engine.begin() as restoring:
+                restoring.execute(
+                    sa.update(Dataset.__table__).where(Dataset.__table__.c.id == dataset.id).values(deleted_at=None)
+                )
+
+        connection.close = close  # type: ignore[method-assign]
+        return connection
+
+    engine.connect = query_then_restore  # type: ignore[method-assign]
+    try:
+        assert purge_deleted_files(engine, store, settings) == 0
+    finally:
+        engine.connect = real_connect  # type: ignore[method-assign]
+    assert store.head(dataset.storage_path) is not None and load(engine, dataset.id).purged_at is None
+
+
+def test_housekeeping_runs_beside_the_sweep_and_in_the_worker(engine, store, settings):
+    quiet = settings.model_copy(update={"validation_workers": 0})
+    scheduler = start_sweep(engine, store, quiet)
+    try:
+        job = scheduler.get_job(HOUSEKEEPING_JOB_ID)
+        assert job is not None and job.trigger.interval.total_seconds() == HOUSEKEEPING_INTERVAL_SECONDS
+        sweeper = sweep_module._sweeper
+        assert sweeper is not None
+    finally:
+        stop_sweep()
+    assert sweeper.stopping.is_set()  # stopping the app stops the sweeper between datasets
+
+    abandoned = create(engine, store, settings, age=expired_age(settings))
+    assert run_worker(quiet, once=True) == 0  # `python -m lora_core worker --once`
+    assert load(engine, abandoned.id).status == DatasetStatus.ERROR
+
+
+def test_the_retention_has_a_bound_the_database_can_compare() -> None:
+    with pytest.raises(ValueError, match="deleted_retention_days"):
+        Settings(_env_file=None, deleted_retention_days=1e6)

@@ -254,3 +254,15 @@ def test_a_gzip_download_is_released_as_it_is_read(tmp_path: Path, monkeypatch: 
     [spool] = spools
     assert spool.released == len(data)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_spool_that_cannot_be_created_closes_the_chunks(tmp_path: Path) -> None:
+    """No thread will read them: the download is let go at once (a spool folder that is a file, say)."""
+    closed = threading.Event()
+    chunks = zip_download(10, closed)
+    next(chunks)  # a download under way
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_bytes(b"")
+    with pytest.raises(OSError):
+        Spool(chunks, 20_000_000, blocked)
+    assert closed.is_set() and inspect.getgeneratorstate(chunks) == inspect.GEN_CLOSED
