@@ -177,9 +177,12 @@ def remove_orphans(directory: str | os.PathLike[str]) -> None:
     A file's name holds the pid of the process that spooled it and a tag of its machine: a pid means something only
     on its own machine (or container), and the data folder may be shared by several.
     """
-    for path in Path(directory).glob("validating-*-*-*.part"):
-        _, pid, host, _rest = path.name.split("-", 3)
-        if host != _host_tag() or not pid.isdigit() or int(pid) == os.getpid():
+    for path in Path(directory).glob("validating-*.part"):
+        parts = path.name.removesuffix(".part").split("-")  # mkstemp's random part has no dash
+        # This machine's files; and those named before names had a machine tag (3 parts), taken as its, as then.
+        ours = len(parts) == 3 or (len(parts) == 4 and parts[2] == _host_tag())
+        pid = parts[1] if ours else ""
+        if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
             os.kill(int(pid), 0)

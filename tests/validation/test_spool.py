@@ -125,11 +125,12 @@ def test_spool_files_of_processes_that_are_gone_are_removed(tmp_path: Path) -> N
     host = spool_module._host_tag()
     orphan = tmp_path / f"validating-999999999-{host}-abc.part"  # no such pid here
     elsewhere = tmp_path / "validating-999999999-0badc0de-abc.part"  # a process of another machine sharing the folder
+    untagged = tmp_path / "validating-999999999-xyz.part"  # named before names had a machine tag
     other = tmp_path / "notes.txt"
-    for path in (orphan, elsewhere, other):
+    for path in (orphan, elsewhere, untagged, other):
         path.write_bytes(b"kept")
     with Spool(iter([b"{}\n"]), 3, tmp_path) as spool:
-        assert not orphan.exists() and elsewhere.exists() and other.exists()
+        assert not orphan.exists() and not untagged.exists() and elsewhere.exists() and other.exists()
         assert Path(spool.path).exists() and f"validating-{os.getpid()}-{host}-" in spool.path
         spool.wait(3)
         Path(spool.path).unlink()  # removed meanwhile (by hand, say): leaving the spool still works
