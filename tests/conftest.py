@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from lora_core.db import make_engine, migrate
 from lora_core.settings import Settings
+from lora_core.storage import LocalStore, make_store
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "shared" / "samples"
 if not SAMPLES_DIR.exists():  # CI clones the repo with shared/ beside it; a developer may set the path
@@ -75,6 +76,14 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         sweep_interval_seconds=0.2,
         public_base_url="http://127.0.0.1:8501",
     )
+
+
+@pytest.fixture
+def store(settings: Settings) -> LocalStore:
+    """The embedded default store: local files under the settings' data folder."""
+    store = make_store(settings)
+    assert isinstance(store, LocalStore)
+    return store
 
 
 @pytest.fixture

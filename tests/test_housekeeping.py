@@ -4,7 +4,8 @@ files of deleted datasets leave storage after the retention period."""
 from __future__ import annotations
 
 import threading
-import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -18,7 +19,7 @@ from lora_core.errors import Conflict
 from lora_core.housekeeping import UPLOAD_GRACE, expire_abandoned_uploads, purge_deleted_files
 from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
 from lora_core.settings import Settings
-from lora_core.storage import LocalStore, StorageError, make_store
+from lora_core.storage import LocalStore, StorageError
 from lora_core.sweep import (
     HOUSEKEEPING_INTERVAL_SECONDS,
     HOUSEKEEPING_JOB_ID,
@@ -28,16 +29,10 @@ from lora_core.sweep import (
     start_sweep,
     stop_sweep,
 )
+from tests.test_sweep import load
 
 USER = "alice"
 LINE = b'{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}\n'
-
-
-@pytest.fixture
-def store(settings: Settings) -> LocalStore:
-    store = make_store(settings)
-    assert isinstance(store, LocalStore)
-    return store
 
 
 def create(engine: Engine, store: LocalStore, settings: Settings, *, age: timedelta, name: str = "set") -> Dataset:
@@ -52,16 +47,34 @@ def create(engine: Engine, store: LocalStore, settings: Settings, *, age: timede
     return dataset
 
 
-def load(engine: Engine, dataset_id: uuid.UUID) -> Dataset:
-    with Session(engine) as session:
-        dataset = session.get(Dataset, dataset_id)
-        assert dataset is not None
-        return dataset
-
-
 def notifications(engine: Engine) -> list[Notification]:
     with Session(engine) as session:
         return list(session.exec(select(Notification)).all())
+
+
+@contextmanager
+def after_the_first_query(engine: Engine, action: Callable[[], None]) -> Iterator[None]:
+    """Run `action` as soon as the first connection `engine` hands out meanwhile is closed: between a housekeeping
+    pass's query and its updates, where another process (or person) could get in."""
+    real_connect = engine.connect
+
+    def connect_once() -> sa.Connection:
+        engine.connect = real_connect  # type: ignore[method-assign]  # one shot: later connections are plain
+        connection = real_connect()
+        real_close = connection.close
+
+        def close() -> None:
+            real_close()
+            action()
+
+        connection.close = close  # type: ignore[method-assign]
+        return connection
+
+    engine.connect = connect_once  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        engine.connect = real_connect  # type: ignore[method-assign]
 
 
 def expired_age(settings: Settings) -> timedelta:
@@ -121,27 +134,13 @@ def test_a_confirm_that_gets_in_first_wins(engine, store, settings):
     dataset = create(engine, store, settings, age=expired_age(settings))
     key = service.upload_key_for(dataset.storage_path)
     store.put_stream(key, [LINE * 10], max_bytes=len(LINE) * 10)
-    real_connect = engine.connect
 
-    def query_then_confirm() -> sa.Connection:
-        """The housekeeping's first connection (its query); the owner's confirm runs as soon as it is closed."""
-        engine.connect = real_connect  # type: ignore[method-assign]  # one shot: later connections are plain
-        connection = real_connect()
-        real_close = connection.close
+    def confirm() -> None:
+        with Session(engine) as session:
+            service.confirm_upload(session, store, settings, USER, dataset.id)
 
-        def close() -> None:
-            real_close()
-            with Session(engine) as session:
-                service.confirm_upload(session, store, settings, USER, dataset.id)
-
-        connection.close = close  # type: ignore[method-assign]
-        return connection
-
-    engine.connect = query_then_confirm  # type: ignore[method-assign]
-    try:
+    with after_the_first_query(engine, confirm):
         assert expire_abandoned_uploads(engine, store, settings) == 0
-    finally:
-        engine.connect = real_connect  # type: ignore[method-assign]
     assert load(engine, dataset.id).status == DatasetStatus.VALIDATING
     assert store.head(dataset.storage_path) is not None
     assert notifications(engine) == []
@@ -259,28 +258,15 @@ def test_a_dataset_restored_before_its_purge_keeps_its_file(engine, store, setti
     """An operator restores a deleted dataset (clears deleted_at) between the purge's query and its work."""
     dataset = uploaded(engine, store, settings, "restored")
     deleted_ago(engine, dataset, timedelta(days=settings.deleted_retention_days + 1))
-    real_connect = engine.connect
 
-    def query_then_restore() -> sa.Connection:
-        engine.connect = real_connect  # type: ignore[method-assign]  # one shot
-        connection = real_connect()
-        real_close = connection.close
+    def restore() -> None:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.update(Dataset.__table__).where(Dataset.__table__.c.id == dataset.id).values(deleted_at=None)
+            )
 
-        def close() -> None:
-            real_close()
-            with engine.begin() as restoring:
-                restoring.execute(
-                    sa.update(Dataset.__table__).where(Dataset.__table__.c.id == dataset.id).values(deleted_at=None)
-                )
-
-        connection.close = close  # type: ignore[method-assign]
-        return connection
-
-    engine.connect = query_then_restore  # type: ignore[method-assign]
-    try:
+    with after_the_first_query(engine, restore):
         assert purge_deleted_files(engine, store, settings) == 0
-    finally:
-        engine.connect = real_connect  # type: ignore[method-assign]
     assert store.head(dataset.storage_path) is not None and load(engine, dataset.id).purged_at is None
 
 

@@ -12,19 +12,11 @@ from sqlmodel import Session, select
 from lora_core import service
 from lora_core.errors import Conflict, InvalidInput, NotFound, StorageUnavailable, UploadRejected
 from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
-from lora_core.settings import Settings
-from lora_core.storage import LocalStore, make_store
+from lora_core.storage import LocalStore
 
 ALICE = "alice"
 BOB = "bob"
 CONTENT = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
-
-
-@pytest.fixture
-def store(settings: Settings) -> LocalStore:
-    store = make_store(settings)
-    assert isinstance(store, LocalStore)
-    return store
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from lora_core import service
 from lora_core import sweep as sweep_module
 from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
 from lora_core.settings import Settings
-from lora_core.storage import LocalStore, ObjectInfo, ObjectStore, S3Store, TransientStorageError, make_store
+from lora_core.storage import LocalStore, ObjectInfo, ObjectStore, S3Store, TransientStorageError
 from lora_core.sweep import Sweeper, run_worker
 from lora_core.validation import validate_stream
 from lora_core.validation import validator as validator_module
@@ -39,13 +40,6 @@ GOOD_LINE = (
 )
 
 
-@pytest.fixture
-def store(settings: Settings) -> LocalStore:
-    store = make_store(settings)
-    assert isinstance(store, LocalStore)
-    return store
-
-
 def queue_dataset(engine: Engine, store: ObjectStore, settings: Settings, content: bytes, **fields: str) -> uuid.UUID:
     """Create, upload and confirm a dataset, as a user would; returns its id (status validating)."""
     data = {"name": "set", "file_name": "data.jsonl", "file_size": len(content), "format": "openai_chat"}
@@ -55,6 +49,16 @@ def queue_dataset(engine: Engine, store: ObjectStore, settings: Settings, conten
         store.put_stream(service.upload_key_for(dataset.storage_path), [content], max_bytes=len(content))
         service.confirm_upload(session, store, settings, USER, dataset.id)
         return dataset.id
+
+
+@contextmanager
+def moto_store() -> Iterator[S3Store]:
+    """An S3 store on a fresh bucket of a moto server of its own, over real HTTP."""
+    with running_moto_server() as endpoint:
+        bucket = f"sweep-{uuid.uuid4().hex[:12]}"
+        s3 = S3Store(bucket, endpoint_url=endpoint, region="us-east-1", upload_ttl=60, download_ttl=60)
+        s3.ensure_bucket()
+        yield s3
 
 
 def load(engine: Engine, dataset_id: uuid.UUID) -> Dataset:
@@ -100,10 +104,7 @@ class TestOutcomes:
         monkeypatch.setattr(validator_module, "Spool", recording_spool)
         monkeypatch.setattr(validator_module, "PARALLEL_FROM_BYTES", 1000)
         data = EQ12_PATH.read_bytes()
-        with running_moto_server() as endpoint:
-            bucket = f"sweep-{uuid.uuid4().hex[:12]}"
-            s3 = S3Store(bucket, endpoint_url=endpoint, region="us-east-1", upload_ttl=60, download_ttl=60)
-            s3.ensure_bucket()
+        with moto_store() as s3:
             dataset_id = queue_dataset(engine, s3, settings, data, format="brightrun_lora_v4")
             assert Sweeper(engine, s3, settings).run_once() == 1
         dataset = load(engine, dataset_id)
@@ -118,10 +119,7 @@ class TestOutcomes:
         written (not an internal error), and the download is closed by that thread."""
         monkeypatch.setattr(validator_module, "PARALLEL_FROM_BYTES", 1000)
         data = b"PK\x03\x04" + os.urandom(6 * 1024 * 1024)
-        with running_moto_server() as endpoint:
-            bucket = f"sweep-{uuid.uuid4().hex[:12]}"
-            s3 = S3Store(bucket, endpoint_url=endpoint, region="us-east-1", upload_ttl=60, download_ttl=60)
-            s3.ensure_bucket()
+        with moto_store() as s3:
             dataset_id = queue_dataset(engine, s3, settings, data, format="brightrun_lora_v4")
             assert Sweeper(engine, s3, settings).run_once() == 1
         dataset = load(engine, dataset_id)
@@ -131,10 +129,7 @@ class TestOutcomes:
 
     def test_s3_objects_missing_or_over_the_limit_are_permanent_errors(self, engine, settings):
         """On S3 the size comes with the one GET; an object over the limit is refused before its bytes are read."""
-        with running_moto_server() as endpoint:
-            bucket = f"sweep-{uuid.uuid4().hex[:12]}"
-            s3 = S3Store(bucket, endpoint_url=endpoint, region="us-east-1", upload_ttl=60, download_ttl=60)
-            s3.ensure_bucket()
+        with moto_store() as s3:
             too_large = queue_dataset(engine, s3, settings, GOOD_LINE * 3)
             small = settings.model_copy(update={"max_upload_bytes": len(GOOD_LINE)})
             assert Sweeper(engine, s3, small).run_once() == 1
