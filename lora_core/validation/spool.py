@@ -194,8 +194,13 @@ def remove_orphans(directory: str | os.PathLike[str]) -> None:
 
 @functools.cache
 def _host_tag() -> str:
-    """This machine's tag in spool file names: 8 hex digits of its host name (no dash, whatever the name)."""
-    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    """This machine's tag in spool file names: 8 hex digits (no dash) of its host name and, on Linux, of its pid
+    namespace, within which pids mean something (containers sharing a host name may each have their own)."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # not Linux, or no /proc
+        namespace = 0
+    return hashlib.sha256(f"{socket.gethostname()}/{namespace}".encode()).hexdigest()[:8]
 
 
 class SpooledSource:
