@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
 from lora_core import service
+from lora_core.housekeeping import expire_abandoned_uploads
 from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, Notification, NotificationKind, utcnow
 from lora_core.runtime import Runtime, get_runtime, reset_runtime
 from lora_core.settings import get_settings
@@ -439,6 +440,18 @@ def test_uploading_dataset_says_the_upload_is_not_finished(rt: Runtime) -> None:
     assert "Upload not finished." in texts(at)
     assert at.button(key="prepare-download").disabled
     assert at.button(key="revalidate").disabled
+
+
+def test_an_upload_housekeeping_expired_shows_why_on_its_page_and_in_the_list(rt: Runtime) -> None:
+    """Left uploading (the tab was closed): once housekeeping gives up on it, it is an error that says why, and the
+    list no longer shows it as uploading."""
+    abandoned = seed(rt, "Never sent", DatasetStatus.UPLOADING, age_minutes=3 * 60)
+    assert expire_abandoned_uploads(rt.engine, rt.store, rt.settings) == 1
+    at = open_page("pages/dataset.py", {"id": str(abandoned.id)})
+    page = texts(at)
+    assert "Not ready for training." in page and "The upload was not completed" in page
+    listed = texts(open_page("pages/datasets.py"))
+    assert "**Never sent**\n:red-badge[:material/error: Error]" in listed and "Uploading]" not in listed
 
 
 def test_validating_dataset_shows_live_status(rt: Runtime) -> None:
