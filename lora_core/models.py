@@ -59,6 +59,8 @@ class Dataset(SQLModel, table=True):
         sa.Index("ix_datasets_user_status", "user_id", "status"),
         sa.Index("ix_datasets_user_created", "user_id", "created_at"),
         sa.Index("ix_datasets_status_lease", "status", "lease_expires_at"),
+        # Housekeeping looks for files to purge every minute: deleted rows only, not the whole table.
+        sa.Index("ix_datasets_deleted", "deleted_at"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

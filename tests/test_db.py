@@ -22,9 +22,14 @@ def test_a_fresh_database_is_migrated_to_head_and_migrating_again_changes_nothin
     inspector = sa.inspect(engine)
     assert set(inspector.get_table_names()) >= TABLES
     indexes = {index["name"] for index in inspector.get_indexes("datasets")}
-    assert {"ix_datasets_user_status", "ix_datasets_user_created", "ix_datasets_status_lease"} <= indexes
+    assert {
+        "ix_datasets_user_status",
+        "ix_datasets_user_created",
+        "ix_datasets_status_lease",
+        "ix_datasets_deleted",
+    } <= indexes
     with engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
     engine.dispose()
 
 
