@@ -208,39 +208,26 @@ def run_file_validation(
     parallel_from_bytes: int = PARALLEL_FROM_BYTES,
     read_bytes: int | None = None,
 ) -> tuple[ValidationReport, RunInfo]:
-    """`validate_file` without the upload limit, with `run_validation`'s knobs and how it ran.
-
-    A file large enough for worker processes is validated as a source (`run_source_validation`): this process
-    reads only its head, and the workers read their spans. The report is the one `run_validation` gives on the
-    file's bytes (tests/validation/test_file_ranges.py).
+    """`validate_file` without the upload limit, with `run_validation`'s knobs and how it ran: the file as a source
+    (`run_source_validation`), so a file large enough for worker processes is read here only at its head, and the
+    workers read their spans. The report is the one `run_validation` gives on the file's bytes
+    (tests/validation/test_file_ranges.py).
     """
     _check_format(fmt)
     with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if limits.workers > 1 and size > parallel_from_bytes:
-            source = LocalFileSource.open(handle.fileno(), os.fspath(path))
-            try:
-                return run_source_validation(
-                    source,
-                    fmt,
-                    limits,
-                    block_bytes=block_bytes,
-                    block_lines=block_lines,
-                    parallel_from_bytes=parallel_from_bytes,
-                    read_bytes=read_bytes,
-                )
-            finally:
-                source.close()
-        chunks = iter(lambda: handle.read(read_bytes or READ_BLOCK_BYTES), b"")
-        return run_validation(
-            chunks,
-            fmt,
-            limits,
-            block_bytes=block_bytes,
-            block_lines=block_lines,
-            parallel_from_bytes=parallel_from_bytes,
-            size_hint=size,
-        )
+        source = LocalFileSource.open(handle.fileno(), os.fspath(path))
+        try:
+            return run_source_validation(
+                source,
+                fmt,
+                limits,
+                block_bytes=block_bytes,
+                block_lines=block_lines,
+                parallel_from_bytes=parallel_from_bytes,
+                read_bytes=read_bytes,
+            )
+        finally:
+            source.close()
 
 
 def run_source_validation(
