@@ -31,6 +31,7 @@ from lora_core.validation import validate_stream
 from lora_core.validation import validator as validator_module
 from tests.conftest import EQ12_PATH
 from tests.moto_server import running_moto_server
+from tests.validation.test_spool import record_spools
 
 USER = "alice"
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,14 +95,7 @@ class TestOutcomes:
     def test_a_large_s3_dataset_is_spooled_and_checked_by_workers(self, engine, settings, monkeypatch):
         """On S3 the sweep downloads the object once; a large one goes to a spool file that workers read spans of.
         (EQ-12 counts as large here: the threshold is lowered.)"""
-        spooled: list[int] = []
-        real_spool = validator_module.Spool
-
-        def recording_spool(chunks: Iterator[bytes], size: int, directory: Path) -> object:
-            spooled.append(size)
-            return real_spool(chunks, size, directory)
-
-        monkeypatch.setattr(validator_module, "Spool", recording_spool)
+        spools = record_spools(monkeypatch)
         monkeypatch.setattr(validator_module, "PARALLEL_FROM_BYTES", 1000)
         data = EQ12_PATH.read_bytes()
         with moto_store() as s3:
@@ -110,7 +104,7 @@ class TestOutcomes:
         dataset = load(engine, dataset_id)
         assert dataset.status == DatasetStatus.READY and dataset.total_training_pairs == 44
         assert dataset.validation_report["warning_counts"]["repeated_user_input"] == 44
-        assert spooled == [len(data)]
+        assert [spool.size for spool in spools] == [len(data)]
         assert list((settings.data_dir / "spool").iterdir()) == []  # the spool file is gone
         assert dataset.validation_report == validate_stream([data], "brightrun_lora_v4").to_dict()
 

@@ -38,6 +38,19 @@ def trickle(data: bytes, size: int, *, fail_after: int | None = None) -> Iterato
         yield data[start : start + size]
 
 
+def record_spools(monkeypatch: pytest.MonkeyPatch) -> list[Spool]:
+    """The spools the validator makes from now on, in order (still usable after they are closed)."""
+    spools: list[Spool] = []
+
+    class RecordingSpool(Spool):
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args)  # type: ignore[arg-type]
+            spools.append(self)
+
+    monkeypatch.setattr(validator_module, "Spool", RecordingSpool)
+    return spools
+
+
 def single_pass(data: bytes) -> str:
     report, _info = run_validation(iter((data,)), V4, ValidationLimits(workers=0, line_limit_bytes=LINE_LIMIT))
     return json.dumps(report.to_dict())
@@ -85,19 +98,12 @@ def test_an_object_of_another_size_is_source_changed(declared: int, window: int,
 def test_validate_download_spools_only_large_objects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = FILE_CASES["header, duplicates and many lines"]
     limits = ValidationLimits(workers=2, line_limit_bytes=LINE_LIMIT)
-    spooled: list[int] = []
-    real_spool = validator_module.Spool
-
-    def recording_spool(chunks: Iterator[bytes], size: int, directory: Path) -> Spool:
-        spooled.append(size)
-        return real_spool(chunks, size, directory)
-
-    monkeypatch.setattr(validator_module, "Spool", recording_spool)
+    spools = record_spools(monkeypatch)
     small = validate_download(trickle(data, 64), len(data), tmp_path, V4, limits)
-    assert spooled == []  # under PARALLEL_FROM_BYTES: checked as it streams in
+    assert spools == []  # under PARALLEL_FROM_BYTES: checked as it streams in
     monkeypatch.setattr(validator_module, "PARALLEL_FROM_BYTES", 100)
     large = validate_download(trickle(data, 64), len(data), tmp_path, V4, limits)
-    assert spooled == [len(data)]
+    assert [spool.size for spool in spools] == [len(data)]
     assert json.dumps(small.to_dict()) == json.dumps(large.to_dict()) == single_pass(data)
     assert list(tmp_path.iterdir()) == []
     too_large = validate_download(iter(()), limits.max_upload_bytes + 1, tmp_path, V4, limits)
@@ -240,14 +246,7 @@ def test_a_gzip_download_is_released_as_it_is_read(tmp_path: Path, monkeypatch: 
     """gzip is read in order through this process, not in spans: what was read leaves the spool as it goes, so
     disk use stays within the window for a compressed object too."""
     monkeypatch.setattr(validator_module, "PARALLEL_FROM_BYTES", 100)
-    spools: list[Spool] = []
-
-    class RecordingSpool(Spool):
-        def __init__(self, *args: object) -> None:
-            super().__init__(*args)  # type: ignore[arg-type]
-            spools.append(self)
-
-    monkeypatch.setattr(validator_module, "Spool", RecordingSpool)
+    spools = record_spools(monkeypatch)
     data = gzip.compress(EQ12_PATH.read_bytes() * 20)  # ~0.9 MB, downloaded in 4 KB chunks
     report = validate_download(trickle(data, 4096), len(data), tmp_path, V4, ValidationLimits(workers=2))
     expected, _info = run_validation(iter((data,)), V4, ValidationLimits(workers=0))
