@@ -315,11 +315,12 @@ class Sweeper:
 
 
 def run_housekeeping(engine: Engine, store: ObjectStore, settings: Settings) -> None:
-    """housekeeping.py's pass; a failure is logged, never raised: it must not stop the validations beside it."""
+    """housekeeping.py's pass. A database error is logged, not raised, like the sweep's in `run_worker`: it must not
+    stop the validations beside it (storage errors are handled per dataset inside the pass)."""
     try:
         expire_abandoned_uploads(engine, store, settings)
         purge_deleted_files(engine, store, settings)
-    except Exception:
+    except SQLAlchemyError:
         log.exception("housekeeping failed; it runs again in %ss", HOUSEKEEPING_INTERVAL_SECONDS)
 
 

@@ -148,11 +148,18 @@ def test_a_confirm_that_gets_in_first_wins(engine, store, settings):
 
 def test_a_housekeeping_failure_is_logged_not_raised(engine, store, settings, monkeypatch, caplog):
     def broken(*_args: object) -> int:
-        raise RuntimeError("database went away")
+        raise sa.exc.OperationalError("SELECT 1", {}, Exception("database went away"))
 
     monkeypatch.setattr("lora_core.sweep.expire_abandoned_uploads", broken)
     run_housekeeping(engine, store, settings)
     assert "housekeeping failed" in caplog.text
+
+    def bug(*_args: object) -> int:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr("lora_core.sweep.expire_abandoned_uploads", bug)
+    with pytest.raises(TypeError):  # not swallowed: the scheduler logs it, the worker stops on it
+        run_housekeeping(engine, store, settings)
 
 
 def uploaded(engine: Engine, store: LocalStore, settings: Settings, name: str) -> Dataset:
