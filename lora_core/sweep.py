@@ -210,9 +210,10 @@ class Sweeper:
                     # spooled to the data folder, themselves. Both refuse a file over the limit unread.
                     path = self.store.local_path(claim.storage_path)
                     if path is not None:
-                        if self.store.head(claim.storage_path) is None:
-                            raise ObjectNotFound(claim.storage_path)
-                        return validate_file(path, claim.format, self.limits)
+                        try:
+                            return validate_file(path, claim.format, self.limits)
+                        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):  # as LocalStore.head
+                            raise ObjectNotFound(claim.storage_path) from None
                     stream = self.store.open_stream(claim.storage_path)  # one GET: the size comes with the bytes
                     # validate_download closes the stream, in the thread that reads it.
                     spool_dir = self.settings.data_dir / "spool"
