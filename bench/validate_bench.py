@@ -290,7 +290,12 @@ def _serve_moto() -> None:
 
 def _child(mode: str, target: str) -> dict[str, Any]:
     result = subprocess.run(
-        [sys.executable, __file__, "--measure", mode, target], capture_output=True, text=True, check=False
+        # From the project folder, as the app runs: the workers' forkserver imports the validator from there.
+        [sys.executable, __file__, "--measure", mode, target],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
     )
     if result.returncode != 0:
         return {"failed": (result.stderr or result.stdout).strip().splitlines()[-1:]}

@@ -3,9 +3,9 @@
 Parsing, the record rules and the token estimate are CPU-bound Python, so threads do not help, and they are nearly
 all of a validation: checking spans of a file in worker processes, each reading its span from the source itself
 (sources.py), while the caller only merges, is what reaches the benchmark target on two cores. Workers start from a
-"forkserver" (a plain fork of a multi-threaded web server is unsafe) that has imported the validator once, so a
-worker starts in milliseconds instead of importing it again (~0.3 s of CPU each); the validator only starts them
-for large inputs.
+"forkserver" (a plain fork of a multi-threaded web server is unsafe) that has imported the validator and loaded
+the caller's main script once (worker_main.py), so a worker starts in milliseconds instead of importing them again
+(~0.2 s of CPU each under Streamlit); the validator only starts them for large inputs.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import spawn
 
 from lora_core.validation.blocks import BlockChecker, BlockResult, ShapeHint
 from lora_core.validation.limits import ValidationLimits
@@ -26,6 +27,10 @@ except ImportError:  # not on Windows; the peak RSS report is then left out
     resource = None  # type: ignore[assignment]
 
 _checker: BlockChecker | None = None
+
+# The caller's main script, for the forkserver to load once (worker_main.py, which only the forkserver imports):
+# its path as multiprocessing sends it to a new process (spawn.get_preparation_data), which must match it exactly.
+MAIN_PATH_VARIABLE = "_LORA_WORKERS_MAIN_PATH"
 
 
 def _start_worker(fmt: str, limits: ValidationLimits, caller_pid: int) -> None:
@@ -112,9 +117,15 @@ def _check_span(
 
 def _context() -> multiprocessing.context.ForkServerContext:
     context = multiprocessing.get_context("forkserver")
-    # Imported once by the forkserver (which starts with the first pool), not by every worker. "__main__" is
-    # multiprocessing's own default: workers would otherwise each run the caller's main script again.
-    context.set_forkserver_preload(["__main__", __name__])
+    # Imported once by the forkserver (which starts with the first pool), not by every worker: the caller's main
+    # script, which every worker would otherwise run again (worker_main.py), then the line checks. "__main__" is
+    # what loads the script on a Python whose forkserver is told its path (3.14); worker_main does it before.
+    main_path = spawn.get_preparation_data("validation-worker").get("init_main_from_path")
+    if main_path is None:
+        os.environ.pop(MAIN_PATH_VARIABLE, None)
+    elif os.environ.get(MAIN_PATH_VARIABLE) != main_path:
+        os.environ[MAIN_PATH_VARIABLE] = main_path
+    context.set_forkserver_preload(["__main__", "lora_core.validation.worker_main", __name__])
     return context
 
 

@@ -324,10 +324,45 @@ def test_checking_lines_does_not_import_the_report_models() -> None:
 
 def test_workers_fork_from_a_server_that_has_imported_the_validator() -> None:
     """start_worker_server (called by the sweep at its start) leaves a forkserver that has imported the line checks:
-    a worker has them from its first instruction. (What else it has depends on the process's main module, which the
-    forkserver imports too; that the line checks need no pydantic is test_checking_lines_does_not_import_....)"""
+    a worker has them from its first instruction. (What else it has depends on the process's main script, which the
+    forkserver loads too, test_workers_do_not_run_the_callers_main_script; that the line checks need no pydantic is
+    test_checking_lines_does_not_import_the_report_models.)"""
     start_worker_server()
     start_worker_server()  # multiprocessing keeps one per process: the second call finds it running
     with ProcessPoolExecutor(max_workers=1, mp_context=parallel_module._context()) as pool:
         modules = pool.submit(eval, "sorted(__import__('sys').modules)").result()
     assert "lora_core.validation.blocks" in modules and "lora_core.validation.parallel" in modules
+
+
+# A caller's main script that notes each process it runs in: as __main__ here, as __mp_main__ wherever
+# multiprocessing loads it for the workers.
+MAIN_SCRIPT = """
+import os, sys
+sys.path.insert(0, {root!r})
+with open({log!r}, "a") as log:
+    log.write(f"{{os.getpid()}} {{__name__}}\\n")
+from lora_core.validation import ValidationLimits
+from lora_core.validation.parallel import BlockPool, start_worker_server
+if __name__ == "__main__":
+    start_worker_server()
+    for _ in range(2):  # a validation, then the next: each starts its own workers
+        with BlockPool(2, "brightrun_lora_v4", ValidationLimits()) as pool:
+            result = pool.submit(1, b'{{"messages": []}}\\n', False, 1, (None, 0), (10, 10)).result()
+            print(*(future.result()[0] for future in pool._warm_up), result.worker[0])
+"""
+
+
+def test_workers_do_not_run_the_callers_main_script(tmp_path: Path) -> None:
+    """multiprocessing loads the caller's main script in every process it starts, unless the process has it. The
+    forkserver loads it once (worker_main.py; Python < 3.14 never does, CPython gh-126631), so a worker does not run
+    it again: under `streamlit run` that was an import of Streamlit, ~0.2 s per worker per validation."""
+    log = tmp_path / "ran.log"
+    script = tmp_path / "caller.py"
+    script.write_text(MAIN_SCRIPT.format(root=str(ROOT), log=str(log)))
+    # From the project folder, as the app and the worker run: Python < 3.13's forkserver imports with the caller's
+    # working directory on its path, not the caller's sys.path (CPython gh-117378).
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, check=True)
+    worker_pids = {int(pid) for line in run.stdout.split("\n") if line for pid in line.split()}
+    ran = [line.split() for line in log.read_text().splitlines()]
+    assert [name for _pid, name in ran] == ["__main__", "__mp_main__"]  # the caller, then the forkserver only
+    assert len(worker_pids) >= 2 and not worker_pids & {int(pid) for pid, _name in ran}
