@@ -119,7 +119,8 @@ def _context() -> multiprocessing.context.ForkServerContext:
     context = multiprocessing.get_context("forkserver")
     # Imported once by the forkserver (which starts with the first pool), not by every worker: the caller's main
     # script, which every worker would otherwise run again (worker_main.py), then the line checks. "__main__" is
-    # what loads the script on a Python whose forkserver is told its path (3.14); worker_main does it before.
+    # what loads the script where the forkserver is told its path (Pythons with gh-126631 fixed); worker_main
+    # does it on 3.11.
     main_path = spawn.get_preparation_data("validation-worker").get("init_main_from_path")
     if main_path is None:
         os.environ.pop(MAIN_PATH_VARIABLE, None)

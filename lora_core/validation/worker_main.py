@@ -2,11 +2,12 @@
 
 multiprocessing runs the caller's main script again in every process it starts (as `__mp_main__`, so that what the
 script defines can be unpickled there) unless the process already holds it. The forkserver is meant to load it once
-for all its workers when "__main__" is preloaded, but before Python 3.14 it never receives the script's path
-(CPython gh-126631): every worker of every validation ran the script again. Under `streamlit run` that script
-imports Streamlit, ~0.2 s of CPU in each worker while the validation waits for it. parallel.py passes the path in
-the environment (`MAIN_PATH_VARIABLE`) before the forkserver starts, and this module loads it as the fixed forkserver
-does; each worker then finds it loaded and runs nothing. Only the forkserver imports this module.
+for all its workers when "__main__" is preloaded, but on Python 3.11 (which we run) it never receives the script's
+path (CPython gh-126631, fixed in later releases): every worker of every validation ran the script again. Under
+`streamlit run` that script imports Streamlit, ~0.2 s of CPU in each worker while the validation waits for it.
+parallel.py passes the path in the environment (`MAIN_PATH_VARIABLE`) before the forkserver starts, and this module
+loads it as the fixed forkserver does; each worker then finds it loaded and runs nothing. Only the forkserver imports
+this module.
 """
 
 from __future__ import annotations

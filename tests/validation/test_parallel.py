@@ -354,12 +354,12 @@ if __name__ == "__main__":
 
 def test_workers_do_not_run_the_callers_main_script(tmp_path: Path) -> None:
     """multiprocessing loads the caller's main script in every process it starts, unless the process has it. The
-    forkserver loads it once (worker_main.py; Python < 3.14 never does, CPython gh-126631), so a worker does not run
-    it again: under `streamlit run` that was an import of Streamlit, ~0.2 s per worker per validation."""
+    forkserver loads it once (worker_main.py; Python 3.11's own preload never does, CPython gh-126631), so a worker
+    does not run it again: under `streamlit run` that was an import of Streamlit, ~0.2 s per worker per validation."""
     log = tmp_path / "ran.log"
     script = tmp_path / "caller.py"
     script.write_text(MAIN_SCRIPT.format(root=str(ROOT), log=str(log)))
-    # From the project folder, as the app and the worker run: Python < 3.13's forkserver imports with the caller's
+    # From the project folder, as the app and the worker run: Python 3.11's forkserver imports with the caller's
     # working directory on its path, not the caller's sys.path (CPython gh-117378).
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, check=True)
     worker_pids = {int(pid) for line in run.stdout.split("\n") if line for pid in line.split()}
