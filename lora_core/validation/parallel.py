@@ -3,19 +3,20 @@
 Parsing, the record rules and the token estimate are CPU-bound Python, so threads do not help, and they are nearly
 all of a validation: checking spans of a file in worker processes, each reading its span from the source itself
 (sources.py), while the caller only merges, is what reaches the benchmark target on two cores. Workers start from a
-"forkserver" (a plain fork of a multi-threaded web server is unsafe) that has imported the validator and loaded
-the caller's main script once (worker_main.py), so a worker starts in milliseconds instead of importing them again
-(~0.2 s of CPU each under Streamlit); the validator only starts them for large inputs.
+"forkserver" (a plain fork of a multi-threaded web server is unsafe) that has imported the validator once, and
+without the caller's main script (worker_main.py), so a worker starts in milliseconds instead of importing either
+again (~0.2 s of CPU each under Streamlit); the validator only starts them for large inputs.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
-from multiprocessing import spawn
 
 from lora_core.validation.blocks import BlockChecker, BlockResult, ShapeHint
 from lora_core.validation.limits import ValidationLimits
@@ -28,9 +29,28 @@ except ImportError:  # not on Windows; the peak RSS report is then left out
 
 _checker: BlockChecker | None = None
 
-# The caller's main script, for the forkserver to load once (worker_main.py, which only the forkserver imports):
-# its path as multiprocessing sends it to a new process (spawn.get_preparation_data), which must match it exactly.
-MAIN_PATH_VARIABLE = "_LORA_WORKERS_MAIN_PATH"
+logger = logging.getLogger(__name__)
+
+# Imported by the workers' forkserver before anything else: it starts a `ValidationWorker` without the caller's
+# main script, which every worker would otherwise run again.
+WORKER_MAIN_MODULE = "lora_core.validation.worker_main"
+
+try:
+    from multiprocessing.context import ForkServerContext, ForkServerProcess
+except ImportError:  # Windows: no forkserver
+    _WorkerContext = None
+else:
+
+    class ValidationWorker(ForkServerProcess):
+        """A worker process of a pool from `_context()`. Its name starts with its class's (`WORKER_NAME_PREFIX`),
+        which is how the forkserver knows to prepare it without the caller's main script (worker_main.py)."""
+
+    class _WorkerContext(ForkServerContext):
+        Process = ValidationWorker
+
+    _WORKER_CONTEXT = _WorkerContext()
+
+WORKER_NAME_PREFIX = "ValidationWorker-"
 
 
 def _start_worker(fmt: str, limits: ValidationLimits, caller_pid: int) -> None:
@@ -115,19 +135,14 @@ def _check_span(
     return result
 
 
-def _context() -> multiprocessing.context.ForkServerContext:
-    context = multiprocessing.get_context("forkserver")
-    # Imported once by the forkserver (which starts with the first pool), not by every worker: the caller's main
-    # script, which every worker would otherwise run again (worker_main.py), then the line checks. "__main__" is
-    # what loads the script where the forkserver is told its path (Pythons with gh-126631 fixed); worker_main
-    # does it on 3.11.
-    main_path = spawn.get_preparation_data("validation-worker").get("init_main_from_path")
-    if main_path is None:
-        os.environ.pop(MAIN_PATH_VARIABLE, None)
-    elif os.environ.get(MAIN_PATH_VARIABLE) != main_path:
-        os.environ[MAIN_PATH_VARIABLE] = main_path
-    context.set_forkserver_preload(["__main__", "lora_core.validation.worker_main", __name__])
-    return context
+def _context() -> multiprocessing.context.BaseContext:
+    """The context of the validation workers: a forkserver that has imported the line checks, whose processes are
+    `ValidationWorker`s (started without the caller's main script, worker_main.py)."""
+    if _WorkerContext is None:  # no forkserver on this platform (Windows): the same error as before
+        return multiprocessing.get_context("forkserver")
+    # Imported once by the forkserver (which starts with the first pool), not by every worker.
+    _WORKER_CONTEXT.set_forkserver_preload([WORKER_MAIN_MODULE, __name__])
+    return _WORKER_CONTEXT
 
 
 def start_worker_server() -> None:
@@ -138,7 +153,17 @@ def start_worker_server() -> None:
     sweep) calls this at its start, so its first validation starts like every later one.
     """
     with ProcessPoolExecutor(max_workers=1, mp_context=_context()) as pool:
-        pool.submit(os.getpid).result()
+        if not pool.submit(_started_without_main).result():
+            logger.warning(
+                "Validation workers will start slowly: their forkserver could not import %s, so each one runs this "
+                "process's main script again. Run the app from the project folder (or put it on PYTHONPATH).",
+                WORKER_MAIN_MODULE,
+            )
+
+
+def _started_without_main() -> bool:
+    """In a worker: whether its forkserver prepared it without the caller's main script (worker_main.py)."""
+    return WORKER_MAIN_MODULE in sys.modules
 
 
 class BlockPool:

@@ -1,37 +1,36 @@
-"""Imported first by the workers' forkserver: the caller's main script, loaded there once, so no worker runs it.
+"""Imported first by the workers' forkserver: a validation worker starts without loading the caller's main script.
 
-multiprocessing runs the caller's main script again in every process it starts (as `__mp_main__`, so that what the
-script defines can be unpickled there) unless the process already holds it. The forkserver is meant to load it once
-for all its workers when "__main__" is preloaded, but on Python 3.11 (which we run) it never receives the script's
-path (CPython gh-126631, fixed in later releases): every worker of every validation ran the script again. Under
-`streamlit run` that script imports Streamlit, ~0.2 s of CPU in each worker while the validation waits for it.
-parallel.py passes the path in the environment (`MAIN_PATH_VARIABLE`) before the forkserver starts, and this module
-loads it as the fixed forkserver does; each worker then finds it loaded and runs nothing. Only the forkserver imports
-this module.
+multiprocessing loads the caller's main script in every process it starts (runs it again as `__mp_main__`, so that
+what it defines can be unpickled there), unless the process has it already. A validation worker unpickles nothing
+from it: its functions, sources and limits are all lora_core's. Yet on Python 3.11 (which we run) every worker of
+every validation ran it again: the forkserver's own preload of "__main__" never receives the script's path (CPython
+gh-126631), and under Streamlit the script is whatever `sys.modules["__main__"]` holds when the pool starts: the
+`streamlit` command (an import of Streamlit, ~0.2 s of CPU and ~750 files per worker) or, once a page has run
+(Streamlit puts its own module there and leaves it), the page script, executed outside Streamlit in every worker.
+
+So, in the forkserver only, `spawn.prepare` (which a new process runs first) leaves the main script out for the
+processes of parallel.py's `ValidationWorker` class, recognised by their name; any other process it forks is
+prepared as before. A forkserver that cannot import this module (lora_core not importable from the working
+directory: Python 3.11's forkserver ignores the caller's sys.path, gh-117378) starts workers the old way, and
+`parallel.start_worker_server` logs a warning.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-from multiprocessing import process, spawn
+from multiprocessing import spawn
+from typing import Any
 
-from lora_core.validation.parallel import MAIN_PATH_VARIABLE
+from lora_core.validation.parallel import WORKER_NAME_PREFIX
 
-
-def load_caller_main() -> None:
-    """Load the script named by `MAIN_PATH_VARIABLE` as `__mp_main__`, where no main script is loaded yet."""
-    path = os.environ.get(MAIN_PATH_VARIABLE)
-    if not path or getattr(sys.modules["__main__"], "__file__", None) is not None:
-        return  # no script to load, or one is loaded already (a forkserver that preloads "__main__" itself)
-    current = process.current_process()
-    current._inheriting = True  # type: ignore[attr-defined]  # as the forkserver marks it: the script must not start processes
-    try:
-        spawn.import_main_path(path)
-    except (Exception, SystemExit):
-        pass  # each worker runs the script then, as without this module, and meets the failure where it is reported
-    finally:
-        del current._inheriting  # type: ignore[attr-defined]
+_MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
+_prepare = spawn.prepare
 
 
-load_caller_main()
+def prepare(data: dict[str, Any]) -> None:
+    """`spawn.prepare`, without the main script for a validation worker."""
+    if str(data.get("name", "")).startswith(WORKER_NAME_PREFIX):
+        data = {key: value for key, value in data.items() if key not in _MAIN_KEYS}
+    _prepare(data)
+
+
+spawn.prepare = prepare

@@ -334,16 +334,21 @@ def test_workers_fork_from_a_server_that_has_imported_the_validator() -> None:
     assert "lora_core.validation.blocks" in modules and "lora_core.validation.parallel" in modules
 
 
-# A caller's main script that notes each process it runs in: as __main__ here, as __mp_main__ wherever
-# multiprocessing loads it for the workers.
+# A caller's main script that notes each process it runs in (as __main__ here, as __mp_main__ wherever
+# multiprocessing loads it for a new process), then validates twice with workers; with `swap`, it first puts another
+# script in sys.modules["__main__"], as Streamlit does with its page script while a page runs (and leaves it there).
 MAIN_SCRIPT = """
-import os, sys
+import os, sys, types
 sys.path.insert(0, {root!r})
 with open({log!r}, "a") as log:
-    log.write(f"{{os.getpid()}} {{__name__}}\\n")
+    log.write(f"{{os.getpid()}} {{__name__}} {{os.path.basename(__file__)}}\\n")
 from lora_core.validation import ValidationLimits
 from lora_core.validation.parallel import BlockPool, start_worker_server
 if __name__ == "__main__":
+    if {swap!r}:
+        page = types.ModuleType("__main__")
+        page.__file__ = os.path.join(os.path.dirname(__file__), "page.py")
+        sys.modules["__main__"] = page
     start_worker_server()
     for _ in range(2):  # a validation, then the next: each starts its own workers
         with BlockPool(2, "brightrun_lora_v4", ValidationLimits()) as pool:
@@ -352,17 +357,32 @@ if __name__ == "__main__":
 """
 
 
-def test_workers_do_not_run_the_callers_main_script(tmp_path: Path) -> None:
-    """multiprocessing loads the caller's main script in every process it starts, unless the process has it. The
-    forkserver loads it once (worker_main.py; Python 3.11's own preload never does, CPython gh-126631), so a worker
-    does not run it again: under `streamlit run` that was an import of Streamlit, ~0.2 s per worker per validation."""
+def _run_caller(tmp_path: Path, *, swap: bool, cwd: Path) -> tuple[set[int], list[list[str]], str]:
+    """Run MAIN_SCRIPT (page.py logs as it does); return the worker pids, each run of a script, and stderr."""
     log = tmp_path / "ran.log"
     script = tmp_path / "caller.py"
-    script.write_text(MAIN_SCRIPT.format(root=str(ROOT), log=str(log)))
+    script.write_text(MAIN_SCRIPT.format(root=str(ROOT), log=str(log), swap=swap))
+    (tmp_path / "page.py").write_text(MAIN_SCRIPT.format(root=str(ROOT), log=str(log), swap=False))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=cwd, check=True)
+    worker_pids = {int(pid) for line in run.stdout.split("\n") if line for pid in line.split()}
+    return worker_pids, [line.split() for line in log.read_text().splitlines()], run.stderr
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["script", "streamlit-swapped-main"])
+def test_workers_do_not_run_the_callers_main_script(tmp_path: Path, swap: bool) -> None:
+    """multiprocessing loads the caller's main script in every process it starts; a validation worker needs nothing
+    from it and starts without it (worker_main.py). It used to run it in every worker of every validation: under
+    Streamlit, the `streamlit` command (an import of Streamlit, ~0.2 s) or, once a page had run, the page script."""
     # From the project folder, as the app and the worker run: Python 3.11's forkserver imports with the caller's
     # working directory on its path, not the caller's sys.path (CPython gh-117378).
-    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, check=True)
-    worker_pids = {int(pid) for line in run.stdout.split("\n") if line for pid in line.split()}
-    ran = [line.split() for line in log.read_text().splitlines()]
-    assert [name for _pid, name in ran] == ["__main__", "__mp_main__"]  # the caller, then the forkserver only
-    assert len(worker_pids) >= 2 and not worker_pids & {int(pid) for pid, _name in ran}
+    worker_pids, ran, stderr = _run_caller(tmp_path, swap=swap, cwd=ROOT)
+    assert ran == [[ran[0][0], "__main__", "caller.py"]]  # here, and in no worker or forkserver
+    assert len(worker_pids) >= 2 and "start slowly" not in stderr
+
+
+def test_a_forkserver_that_cannot_import_the_validator_is_reported(tmp_path: Path) -> None:
+    """From a folder where lora_core cannot be imported, the forkserver cannot preload it: the workers still work
+    (they import it on their own, as before), and start_worker_server says why they start slowly."""
+    worker_pids, ran, stderr = _run_caller(tmp_path, swap=False, cwd=tmp_path)
+    assert len(worker_pids) >= 2 and "Validation workers will start slowly" in stderr
+    assert [name for _pid, name, _file in ran].count("__mp_main__") >= len(worker_pids)  # the old way, still correct
