@@ -38,7 +38,7 @@ WORKER_MAIN_MODULE = "lora_core.validation.worker_main"
 try:
     from multiprocessing.context import ForkServerContext, ForkServerProcess
 except ImportError:  # Windows: no forkserver
-    _WorkerContext = None
+    _WORKER_CONTEXT = None
 else:
 
     class ValidationWorker(ForkServerProcess):
@@ -50,6 +50,7 @@ else:
 
     _WORKER_CONTEXT = _WorkerContext()
 
+# multiprocessing names a process after its class: "ValidationWorker-3".
 WORKER_NAME_PREFIX = "ValidationWorker-"
 
 
@@ -138,7 +139,7 @@ def _check_span(
 def _context() -> multiprocessing.context.BaseContext:
     """The context of the validation workers: a forkserver that has imported the line checks, whose processes are
     `ValidationWorker`s (started without the caller's main script, worker_main.py)."""
-    if _WorkerContext is None:  # no forkserver on this platform (Windows): the same error as before
+    if _WORKER_CONTEXT is None:  # no forkserver on this platform (Windows): the same error as before
         return multiprocessing.get_context("forkserver")
     # Imported once by the forkserver (which starts with the first pool), not by every worker.
     _WORKER_CONTEXT.set_forkserver_preload([WORKER_MAIN_MODULE, __name__])

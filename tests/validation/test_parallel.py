@@ -324,8 +324,8 @@ def test_checking_lines_does_not_import_the_report_models() -> None:
 
 def test_workers_fork_from_a_server_that_has_imported_the_validator() -> None:
     """start_worker_server (called by the sweep at its start) leaves a forkserver that has imported the line checks:
-    a worker has them from its first instruction. (What else it has depends on the process's main script, which the
-    forkserver loads too, test_workers_do_not_run_the_callers_main_script; that the line checks need no pydantic is
+    a worker has them from its first instruction. (It has no main script of the caller's:
+    test_workers_do_not_run_the_callers_main_script; that the line checks need no pydantic is
     test_checking_lines_does_not_import_the_report_models.)"""
     start_worker_server()
     start_worker_server()  # multiprocessing keeps one per process: the second call finds it running
