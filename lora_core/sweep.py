@@ -57,6 +57,7 @@ class Claim:
     format: str
     storage_path: str
     attempts: int
+    file_size: int = 0  # as declared and confirmed at upload; for the log line of the outcome
 
 
 class LeaseLost(Exception):
@@ -127,6 +128,7 @@ class Sweeper:
                 _datasets.c.format,
                 _datasets.c.storage_path,
                 _datasets.c.attempts,
+                _datasets.c.file_size,
             )
         )
         with self.engine.begin() as connection:
@@ -140,6 +142,7 @@ class Sweeper:
             format=row.format,
             storage_path=row.storage_path,
             attempts=row.attempts,
+            file_size=row.file_size or 0,
         )
 
     def _renew_lease(self, claim: Claim) -> None:
@@ -178,20 +181,27 @@ class Sweeper:
     # -- one dataset ------------------------------------------------------------------------------------------
 
     def process(self, claim: Claim) -> None:
-        """Validate one claimed dataset and record the outcome; never raises for a problem of the dataset itself."""
+        """Validate one claimed dataset and record the outcome; never raises for a problem of the dataset itself.
+
+        Logs one line per dataset with its outcome and how long it took: what an operator needs to see a slow or
+        failing validation without reading the database."""
+        started = time.monotonic()
         if claim.attempts > self.settings.sweep_max_attempts:
-            self._write_failure(
+            if self._write_failure(
                 claim,
                 f"Validation was interrupted {claim.attempts - 1} times (the worker stopped or storage was "
                 "unreachable before it finished). Revalidate to try again.",
-            )
+            ):
+                _log_outcome(claim, "error: too many interrupted attempts", started)
             return
         try:
             report = self._validate_with_retries(claim)
         except ObjectNotFound:
-            self._write_failure(claim, "The file is missing from storage. Upload it again as a new dataset.")
+            if self._write_failure(claim, "The file is missing from storage. Upload it again as a new dataset."):
+                _log_outcome(claim, "error: the file is missing from storage", started)
         except _Retry:
             self._release(claim)
+            _log_outcome(claim, "put back in the queue: storage stayed unreachable", started)
         except LeaseLost:
             log.warning("lease on dataset %s was lost; another sweeper owns it now", claim.dataset_id)
         except Exception:
@@ -199,7 +209,16 @@ class Sweeper:
             log.exception("validation of dataset %s failed unexpectedly", claim.dataset_id)
             self._write_failure(claim, "Validation failed because of an internal error. Revalidate to try again.")
         else:
-            self._write_report(claim, report)
+            if not self._write_report(claim, report):
+                return  # _finish logged why
+            errors, warnings = report.error_count, report.warning_count
+            _log_outcome(
+                claim,
+                f"{'ready' if report.valid else 'error'}, {errors:,} error{'s' if errors != 1 else ''}, "
+                f"{warnings:,} warning{'s' if warnings != 1 else ''}",
+                started,
+                validated=True,
+            )
 
     def _validate_with_retries(self, claim: Claim) -> ValidationReport:
         delay = 0.5
@@ -227,7 +246,7 @@ class Sweeper:
 
     # -- results ----------------------------------------------------------------------------------------------
 
-    def _write_report(self, claim: Claim, report: ValidationReport) -> None:
+    def _write_report(self, claim: Claim, report: ValidationReport) -> bool:
         data = report.to_dict()
         stats: dict[str, Any] = data.get("stats") or {}
         valid = bool(data["valid"])
@@ -256,19 +275,22 @@ class Sweeper:
                 f"“{claim.name}” failed validation",
                 values["error_message"],
             )
-        self._finish(claim, values, notification)
+        return self._finish(claim, values, notification)
 
-    def _write_failure(self, claim: Claim, message: str) -> None:
+    def _write_failure(self, claim: Claim, message: str) -> bool:
         values = {
             "status": DatasetStatus.ERROR.value,
             "training_ready": False,
             "validated_at": utcnow(),
             "error_message": message,
         }
-        self._finish(claim, values, (NotificationKind.DATASET_FAILED, f"“{claim.name}” failed validation", message))
+        return self._finish(
+            claim, values, (NotificationKind.DATASET_FAILED, f"“{claim.name}” failed validation", message)
+        )
 
-    def _finish(self, claim: Claim, values: dict[str, Any], notification: tuple[NotificationKind, str, str]) -> None:
-        """Write the outcome and the owner's notification in one transaction, only if we still hold the lease."""
+    def _finish(self, claim: Claim, values: dict[str, Any], notification: tuple[NotificationKind, str, str]) -> bool:
+        """Write the outcome and the owner's notification in one transaction, only if we still hold the lease;
+        False when we did not (the result was dropped)."""
         now = utcnow()
         kind, title, message = notification
         with self.engine.begin() as connection:
@@ -284,11 +306,12 @@ class Sweeper:
             ).first()
             if row is None:
                 log.warning("result for dataset %s dropped: the lease is no longer ours", claim.dataset_id)
-                return
+                return False
             # Deleted while it was validated: the record keeps its result, but the owner is not sent to a page
             # that no longer shows it.
             if row.deleted_at is None:
                 notify_owner(connection, claim.user_id, claim.dataset_id, kind, title, message, now)
+        return True
 
     def _release(self, claim: Claim) -> None:
         """Give the dataset back to the queue after a pause, for a later claim (counted in `attempts`)."""
@@ -323,6 +346,21 @@ def run_housekeeping(engine: Engine, store: ObjectStore, settings: Settings) -> 
         purge_deleted_files(engine, store, settings)
     except SQLAlchemyError:
         log.exception("housekeeping failed; it runs again in %ss", HOUSEKEEPING_INTERVAL_SECONDS)
+
+
+def _log_outcome(claim: Claim, outcome: str, started: float, *, validated: bool = False) -> None:
+    """One line per processed dataset: its outcome and how long it took (with the speed, when it was read)."""
+    seconds = time.monotonic() - started
+    speed = f", {claim.file_size / seconds / 1e6:,.1f} MB/s" if validated and seconds > 0 else ""
+    log.info(
+        "dataset %s (%s, %s bytes): %s after %.2f s%s",
+        claim.dataset_id,
+        claim.format,
+        f"{claim.file_size:,}",
+        outcome,
+        seconds,
+        speed,
+    )
 
 
 def summarize_errors(report: dict[str, Any]) -> str:

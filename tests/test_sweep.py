@@ -300,6 +300,58 @@ class TestRetriesAndLeases:
         assert notifications(engine, dataset_id) == []
 
 
+class TestOutcomeLog:
+    """One log line per processed dataset, with its outcome and duration: what an operator reads to find a slow or
+    failing validation."""
+
+    @staticmethod
+    def outcome_lines(caplog: pytest.LogCaptureFixture, dataset_id: uuid.UUID, level: str = "INFO") -> list[str]:
+        return [
+            record.getMessage()
+            for record in caplog.records
+            if record.name == "lora_core.sweep" and record.levelname == level and str(dataset_id) in record.getMessage()
+        ]
+
+    def test_a_validated_dataset_logs_its_verdict_counts_duration_and_speed(self, engine, store, settings, caplog):
+        caplog.set_level("INFO", logger="lora_core.sweep")
+        data = EQ12_PATH.read_bytes()
+        dataset_id = queue_dataset(engine, store, settings, data, format="brightrun_lora_v4")
+        Sweeper(engine, store, settings).run_once()
+        [line] = self.outcome_lines(caplog, dataset_id)
+        assert f"(brightrun_lora_v4, {len(data):,} bytes): ready, 0 errors, " in line
+        assert re.search(r"after \d+\.\d\d s, [\d,]+\.\d MB/s$", line), line
+
+    def test_an_invalid_file_and_a_missing_one_log_why(self, engine, store, settings, caplog):
+        caplog.set_level("INFO", logger="lora_core.sweep")
+        invalid = queue_dataset(engine, store, settings, GOOD_LINE + b"{not json\n")
+        missing = queue_dataset(engine, store, settings, GOOD_LINE)
+        store.delete(load(engine, missing).storage_path)
+        Sweeper(engine, store, settings).run_once()
+        [line] = self.outcome_lines(caplog, invalid)
+        assert "): error, 1 error, 1 warning after " in line  # invalid_json; too_few_pairs
+        [line] = self.outcome_lines(caplog, missing)
+        assert re.search(r"\): error: the file is missing from storage after \d+\.\d\d s$", line), line
+
+    def test_storage_down_logs_the_requeue(self, engine, store, settings, caplog):
+        caplog.set_level("INFO", logger="lora_core.sweep")
+        dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
+        Sweeper(engine, FlakyStore(store, failures=10**6), settings, sleep=lambda _s: None).run_once()
+        [line] = self.outcome_lines(caplog, dataset_id)
+        assert "put back in the queue: storage stayed unreachable after " in line and "MB/s" not in line
+
+    def test_a_result_dropped_for_a_lost_lease_logs_no_outcome(self, engine, store, settings, caplog):
+        caplog.set_level("INFO", logger="lora_core.sweep")
+        dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
+        slow = Sweeper(engine, store, settings, owner="slow")
+        claim = slow.claim_next()
+        _expire_lease(engine, dataset_id)
+        assert Sweeper(engine, store, settings, owner="fast").claim_next() is not None
+        slow.process(claim)
+        assert self.outcome_lines(caplog, dataset_id) == []
+        [line] = self.outcome_lines(caplog, dataset_id, "WARNING")
+        assert "dropped: the lease is no longer ours" in line
+
+
 def _expire_lease(engine: Engine, dataset_id: uuid.UUID) -> None:
     with engine.begin() as connection:
         connection.execute(
