@@ -328,7 +328,7 @@ class TestOutcomeLog:
         store.delete(load(engine, missing).storage_path)
         Sweeper(engine, store, settings).run_once()
         [line] = self.outcome_lines(caplog, invalid)
-        assert "): error, 1 error, 1 warning after " in line  # invalid_json; too_few_pairs
+        assert "): error, 1 error, 1 warning after " in line  # invalid_json; few_examples
         [line] = self.outcome_lines(caplog, missing)
         assert re.search(r"\): error: the file is missing from storage after \d+\.\d\d s$", line), line
 
