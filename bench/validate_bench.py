@@ -290,7 +290,7 @@ def _serve_moto() -> None:
 
 def _child(mode: str, target: str) -> dict[str, Any]:
     result = subprocess.run(
-        # From the project folder, as the app runs: the workers' forkserver imports the validator from there.
+        # From the project folder, as scripts/run.sh runs the app.
         [sys.executable, __file__, "--measure", mode, target],
         capture_output=True,
         text=True,

@@ -10,9 +10,9 @@ gh-126631), and under Streamlit the script is whatever `sys.modules["__main__"]`
 
 So, in the forkserver only, `spawn.prepare` (which a new process runs first) leaves the main script out for the
 processes of parallel.py's `ValidationWorker` class, recognised by their name; any other process it forks is
-prepared as before. A forkserver that cannot import this module (lora_core not importable from the working
-directory: Python 3.11's forkserver ignores the caller's sys.path, gh-117378) starts workers the old way, and
-`parallel.start_worker_server` logs a warning.
+prepared as before. Python 3.11's forkserver ignores the caller's sys.path (gh-117378): it finds this module
+because requirements.txt installs lora_core (or, without that, from the project folder as working directory). One
+that cannot import it starts workers the old way, and `parallel.start_worker_server` logs a warning.
 """
 
 from __future__ import annotations

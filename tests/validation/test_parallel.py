@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -357,32 +358,42 @@ if __name__ == "__main__":
 """
 
 
-def _run_caller(tmp_path: Path, *, swap: bool, cwd: Path) -> tuple[set[int], list[list[str]], str]:
+def _run_caller(
+    tmp_path: Path, *, swap: bool, cwd: Path, python: list[str] | None = None, env: dict[str, str] | None = None
+) -> tuple[set[int], list[list[str]], str]:
     """Run MAIN_SCRIPT (page.py logs as it does); return the worker pids, each run of a script, and stderr."""
     log = tmp_path / "ran.log"
     script = tmp_path / "caller.py"
     script.write_text(MAIN_SCRIPT.format(root=str(ROOT), log=str(log), swap=swap))
     (tmp_path / "page.py").write_text(MAIN_SCRIPT.format(root=str(ROOT), log=str(log), swap=False))
-    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=cwd, check=True)
+    command = [*(python or [sys.executable]), str(script)]
+    run = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, check=True)
     worker_pids = {int(pid) for line in run.stdout.split("\n") if line for pid in line.split()}
     return worker_pids, [line.split() for line in log.read_text().splitlines()], run.stderr
 
 
+@pytest.mark.parametrize("folder", ["project", "elsewhere"])
 @pytest.mark.parametrize("swap", [False, True], ids=["script", "streamlit-swapped-main"])
-def test_workers_do_not_run_the_callers_main_script(tmp_path: Path, swap: bool) -> None:
+def test_workers_do_not_run_the_callers_main_script(tmp_path: Path, swap: bool, folder: str) -> None:
     """multiprocessing loads the caller's main script in every process it starts; a validation worker needs nothing
     from it and starts without it (worker_main.py). It used to run it in every worker of every validation: under
-    Streamlit, the `streamlit` command (an import of Streamlit, ~0.2 s) or, once a page had run, the page script."""
-    # From the project folder, as the app and the worker run: Python 3.11's forkserver imports with the caller's
-    # working directory on its path, not the caller's sys.path (CPython gh-117378).
-    worker_pids, ran, stderr = _run_caller(tmp_path, swap=swap, cwd=ROOT)
+    Streamlit, the `streamlit` command (an import of Streamlit, ~0.2 s) or, once a page had run, the page script.
+
+    From any folder: Python 3.11's forkserver imports with the caller's working directory on its path, not the
+    caller's sys.path (CPython gh-117378), and finds lora_core because requirements.txt installs it."""
+    worker_pids, ran, stderr = _run_caller(tmp_path, swap=swap, cwd=ROOT if folder == "project" else tmp_path)
     assert ran == [[ran[0][0], "__main__", "caller.py"]]  # here, and in no worker or forkserver
     assert len(worker_pids) >= 2 and "start slowly" not in stderr
 
 
 def test_a_forkserver_that_cannot_import_the_validator_is_reported(tmp_path: Path) -> None:
-    """From a folder where lora_core cannot be imported, the forkserver cannot preload it: the workers still work
-    (they import it on their own, as before), and start_worker_server says why they start slowly."""
-    worker_pids, ran, stderr = _run_caller(tmp_path, swap=False, cwd=tmp_path)
+    """Where lora_core is not installed, a forkserver started outside the project folder cannot preload it: the
+    workers still work (they import it on their own, as before), and start_worker_server says why they start slowly.
+
+    Not installed, here: `python -S` skips the site folder's .pth files (lora_core.pth among them), and PYTHONPATH
+    gives back the installed libraries alone; the caller script puts the project on its own sys.path."""
+    site_packages = next(path for path in sys.path if path.endswith("site-packages"))
+    env = {**os.environ, "PYTHONPATH": site_packages}
+    worker_pids, ran, stderr = _run_caller(tmp_path, swap=False, cwd=tmp_path, python=[sys.executable, "-S"], env=env)
     assert len(worker_pids) >= 2 and "Validation workers will start slowly" in stderr
     assert [name for _pid, name, _file in ran].count("__mp_main__") >= len(worker_pids)  # the old way, still correct
