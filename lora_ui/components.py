@@ -7,6 +7,7 @@ show it with `st.text`, or pass it through `escape_markdown` before it goes into
 from __future__ import annotations
 
 import re
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -123,9 +124,15 @@ def show_service_error(error: ServiceError) -> None:
 PENDING_DELETE_KEY = "pending_delete"
 
 
-def request_delete(dataset: Dataset) -> None:
-    """Ask for confirmation before deleting `dataset` (a button's on_click)."""
-    st.session_state[PENDING_DELETE_KEY] = {"id": str(dataset.id), "name": dataset.name}
+def request_delete(dataset: Dataset, page: str) -> None:
+    """Ask for confirmation before deleting `dataset` (the on_click of a Delete button on `page`, a page id)."""
+    st.session_state[PENDING_DELETE_KEY] = {"id": str(dataset.id), "name": dataset.name, "page": page}
+
+
+def pending_delete_page() -> str | None:
+    """The page a delete request waiting for its dialog was made on, if one is."""
+    pending = st.session_state.get(PENDING_DELETE_KEY)
+    return pending.get("page") if pending else None
 
 
 def _cancel_delete() -> None:
@@ -158,10 +165,18 @@ def _confirm_delete_dialog(user_id: str, on_deleted: Callable[[], None] | None) 
         st.rerun()
 
 
-def confirm_delete_if_requested(user_id: str, on_deleted: Callable[[], None] | None = None) -> None:
-    """Open the confirmation dialog when a delete was requested; call once per page run."""
-    if st.session_state.get(PENDING_DELETE_KEY):
-        _confirm_delete_dialog(user_id, on_deleted)
+def confirm_delete_if_requested(user_id: str, page: str, on_deleted: Callable[[], None] | None = None) -> None:
+    """Open the confirmation dialog when a delete was requested on this `page`; call once per run of the page.
+
+    A request made on another page and left there (the user went elsewhere first) is dropped, never shown here: its
+    dialog would name a dataset the user is not looking at, and Delete would remove it."""
+    pending = st.session_state.get(PENDING_DELETE_KEY)
+    if not pending:
+        return
+    if pending.get("page") != page:
+        st.session_state.pop(PENDING_DELETE_KEY, None)
+        return
+    _confirm_delete_dialog(user_id, on_deleted)
 
 
 def show_flash() -> None:
@@ -177,3 +192,19 @@ def is_uuid(value: str | None) -> bool:
     except ValueError:
         return False
     return True
+
+
+def browser_url(url: str, public_base_url: str) -> str:
+    """A storage URL as the page's browser should use it: this app's own URLs made relative, others unchanged.
+
+    Local storage signs `{LORA_PUBLIC_BASE_URL}/api/storage/upload?token=…` (and `/download?…`). A user who opened
+    the app at another address (http://localhost:8501 rather than 127.0.0.1, another port, a proxy's name) would
+    otherwise PUT to another origin, which needs a CORS preflight that route does not answer, or be sent to an
+    address that may not reach the app at all. Relative (`/api/storage/…`, keeping any path prefix of the base URL),
+    the browser stays on the origin it is on. S3 presigned URLs are another server's and stay absolute; API clients
+    are given the absolute URL.
+    """
+    if not url.startswith(f"{public_base_url}/"):
+        return url
+    base = urllib.parse.urlsplit(public_base_url)
+    return url.removeprefix(f"{base.scheme}://{base.netloc}")

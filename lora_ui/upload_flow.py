@@ -6,7 +6,6 @@ Kept apart from the page so each step is a plain function a test can call with a
 from __future__ import annotations
 
 import contextlib
-import urllib.parse
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from sqlmodel import Session
 from lora_core import service
 from lora_core.errors import ServiceError, UploadRejected
 from lora_core.runtime import Runtime
+from lora_ui.components import browser_url
 from lora_ui.upload_component import UploadJob
 
 
@@ -55,27 +55,12 @@ def start(
         )
     job: UploadJob = {
         "id": uuid.uuid4().hex,
-        "url": browser_upload_url(created.upload.url, runtime.settings.public_base_url),
+        "url": browser_url(created.upload.url, runtime.settings.public_base_url),
         "method": created.upload.method,
         "headers": dict(created.upload.headers),
         "file": {"name": chosen_file["name"], "size": int(chosen_file["size"])},
     }
     return created.dataset.id, job
-
-
-def browser_upload_url(url: str, public_base_url: str) -> str:
-    """The upload URL as the page's browser should use it: this app's own URLs made relative, others unchanged.
-
-    Local storage signs `{LORA_PUBLIC_BASE_URL}/api/storage/upload?token=…`. A user who opened the app at another
-    address (http://localhost:8501 rather than 127.0.0.1, another port, a proxy's name) would otherwise PUT to
-    another origin, which needs a CORS preflight that route does not answer. Relative (`/api/storage/upload?…`,
-    keeping any path prefix of the base URL), the browser PUTs to the origin it is on. S3 presigned URLs are
-    another server's and stay absolute; API clients are given the absolute URL.
-    """
-    if not url.startswith(f"{public_base_url}/"):
-        return url
-    base = urllib.parse.urlsplit(public_base_url)
-    return url.removeprefix(f"{base.scheme}://{base.netloc}")
 
 
 @dataclass(frozen=True)

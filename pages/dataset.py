@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from lora_ui.components import (
     DATASETS_PAGE,
     PENDING_STATUSES,
     UPLOAD_PAGE,
+    browser_url,
     confirm_delete_if_requested,
     escape_markdown,
     escape_markdown_block,
@@ -58,6 +60,11 @@ def _load(user_id: str, dataset_id: str) -> Dataset | None:
             return service.get_dataset(session, user_id, dataset_id)
     except NotFound:
         return None
+
+
+def _page_id(dataset_id: uuid.UUID | str) -> str:
+    """This page, for one dataset: where its delete request was made (components.request_delete)."""
+    return f"dataset:{dataset_id}"
 
 
 def _go_to_list() -> None:
@@ -318,7 +325,13 @@ def _actions(user_id: str, dataset: Dataset) -> None:
             disabled=dataset.status not in (DatasetStatus.READY, DatasetStatus.ERROR),
             help="Check the file again with the current rules.",
         )
-        st.button("Delete", icon=":material/delete:", key="delete", on_click=request_delete, args=(dataset,))
+        st.button(
+            "Delete",
+            icon=":material/delete:",
+            key="delete",
+            on_click=request_delete,
+            args=(dataset, _page_id(dataset.id)),
+        )
     if revalidate_clicked:
         try:
             with runtime().session() as session:
@@ -335,7 +348,8 @@ def _actions(user_id: str, dataset: Dataset) -> None:
             show_service_error(error)
         else:
             minutes = max(1, runtime().settings.download_url_ttl_seconds // 60)
-            st.link_button("Save the file", url, icon=":material/file_download:", type="primary")
+            link = browser_url(url, runtime().settings.public_base_url)  # on the origin the user opened
+            st.link_button("Save the file", link, icon=":material/file_download:", type="primary")
             st.caption(f"This link works for {minutes} minutes; click Download again for a new one.")
 
 
@@ -351,7 +365,7 @@ if dataset is None:
     _not_found()
 assert dataset is not None
 
-confirm_delete_if_requested(user_id, on_deleted=_go_to_list)
+confirm_delete_if_requested(user_id, _page_id(dataset.id), on_deleted=_go_to_list)
 show_flash()
 _header(dataset)
 _actions(user_id, dataset)

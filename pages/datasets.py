@@ -16,6 +16,7 @@ from lora_ui.components import (
     format_size,
     format_thousands,
     format_when,
+    pending_delete_page,
     request_delete,
     show_flash,
     show_service_error,
@@ -34,6 +35,7 @@ STATUS_FILTERS: dict[str, str | None] = {
     "Error": DatasetStatus.ERROR.value,
 }
 PAGE_KEY = "datasets_page"
+LIST_PAGE_ID = "datasets"  # where a delete request from this page was made (components.request_delete)
 
 
 def _back_to_first_page() -> None:
@@ -88,7 +90,7 @@ def _render_row(dataset: Dataset) -> None:
                 icon=":material/delete:",
                 key=f"delete-{dataset.id}",
                 on_click=request_delete,
-                args=(dataset,),
+                args=(dataset, LIST_PAGE_ID),
                 type="tertiary",
             )
 
@@ -151,14 +153,17 @@ def _render_list(user_id: str, search: str, status: str | None) -> bool:
 
 @st.fragment(run_every=REFRESH_SECONDS)
 def _live_list(user_id: str, search: str, status: str | None) -> None:
-    """Refreshes itself while work is pending; once nothing is, the whole page reruns and this stops."""
-    if not _render_list(user_id, search, status):
+    """Refreshes itself while work is pending; once nothing is, the whole page reruns and this stops.
+
+    A Delete click in a row reruns only this fragment, and the confirmation dialog opens in a run of the whole page
+    (confirm_delete_if_requested, at the top): so the click is handed to one."""
+    if pending_delete_page() == LIST_PAGE_ID or not _render_list(user_id, search, status):
         st.rerun(scope="app")
 
 
 require_navigation()
 user_id = current_user_id()
-confirm_delete_if_requested(user_id)
+confirm_delete_if_requested(user_id, LIST_PAGE_ID)
 
 title_col, upload_col = st.columns([4, 1], vertical_alignment="bottom")
 title_col.title("Datasets")

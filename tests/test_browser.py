@@ -8,9 +8,11 @@ docs/screenshots/ for the README (not by default, so a test run leaves the work 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,7 +50,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = {"LORA_SWEEP_INTERVAL_SECONDS": "0.5", "LORA_AUTH_MODE": "local", "LORA_LOCAL_USER_ID": "browser-test"}
     with running_app(data_dir, **settings) as url:
         # The browser opens the app by another name than LORA_PUBLIC_BASE_URL's: uploads must still work, so
-        # the page hands the component a relative upload URL (lora_ui.upload_flow.browser_upload_url).
+        # the page hands the component a relative upload URL (lora_ui.components.browser_url).
         yield url.replace("127.0.0.1", "localhost")
 
 
@@ -177,3 +179,58 @@ def test_a_failed_upload_says_why_and_keeps_nothing(page: object, base_url: str,
     page.goto(base_url)  # type: ignore[attr-defined]
     sync_api.expect(page.get_by_role("heading", name="Datasets")).to_be_visible()  # type: ignore[attr-defined]
     sync_api.expect(page.get_by_text(name, exact=True)).to_have_count(0)  # type: ignore[attr-defined]
+
+
+def _create_dataset(base_url: str, name: str) -> str:
+    """Create a dataset through the JSON API and never send its file: it stays `uploading`. Returns its id."""
+    body = {"name": name, "fileName": "later.jsonl", "fileSize": 100, "format": "brightrun_lora_v4"}
+    request = urllib.request.Request(
+        f"{base_url}/api/datasets",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(json.load(response)["data"]["dataset"]["id"])
+
+
+def test_delete_from_a_list_that_refreshes_itself(page: object, base_url: str) -> None:
+    """While a dataset on the page is uploading or validating, the list redraws itself every few seconds (a
+    fragment), and a click in it reruns only that fragment. Delete must still open its confirmation at once, on the
+    list: it used to open only at the next full run of a page, over whichever dataset the user had gone to."""
+    doomed, kept = _create_dataset(base_url, "Live list doomed"), _create_dataset(base_url, "Live list kept")
+    page.goto(base_url)  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_text("Live list kept", exact=True)).to_be_visible()  # type: ignore[attr-defined]
+    page.locator(f".st-key-delete-{doomed} button").click()  # type: ignore[attr-defined]
+    dialog = page.get_by_role("dialog")  # type: ignore[attr-defined]
+    sync_api.expect(dialog).to_contain_text("Live list doomed", timeout=5_000)
+    dialog.get_by_role("button", name="Delete").click()
+    sync_api.expect(page.get_by_text("Deleted “Live list doomed”.")).to_be_visible()  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_text("Live list doomed", exact=True)).to_have_count(0)  # type: ignore[attr-defined]
+
+    # A request left unanswered on the list (the user went to another page instead) is dropped there.
+    page.locator(f".st-key-delete-{kept} button").click()  # type: ignore[attr-defined]
+    sync_api.expect(dialog).to_be_visible()
+    page.goto(f"{base_url}/dataset?id={kept}")  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_role("heading", name="Live list kept")).to_be_visible()  # type: ignore[attr-defined]
+    page.wait_for_timeout(1_500)  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_role("dialog")).to_have_count(0)  # type: ignore[attr-defined]
+
+
+def test_download_works_at_the_address_the_user_opened(page: object, base_url: str) -> None:
+    """The app is opened at localhost while LORA_PUBLIC_BASE_URL says 127.0.0.1 (see `base_url`): the download link
+    must be on the page's own origin, as the upload's is, and give back the stored bytes."""
+    page.goto(f"{base_url}/upload")  # type: ignore[attr-defined]
+    _choose_file_and_fill(page, "Downloaded again", EQ12_PATH)
+    page.get_by_role("button", name="Upload", exact=True).click()  # type: ignore[attr-defined]
+    page.wait_for_url("**/dataset?id=*")  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_text("Ready for training.")).to_be_visible()  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Download").click()  # type: ignore[attr-defined]
+    link = page.get_by_role("link", name="Save the file")  # type: ignore[attr-defined]
+    href = link.get_attribute("href")
+    assert href is not None and href.startswith("/api/storage/download?token="), href
+    with page.expect_download() as download:  # type: ignore[attr-defined]
+        link.click()
+    saved = download.value.path()
+    assert Path(saved).read_bytes() == EQ12_PATH.read_bytes()
+    assert download.value.suggested_filename == EQ12_PATH.name

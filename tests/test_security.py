@@ -22,7 +22,7 @@ from lora_core.runtime import Runtime, build_runtime
 from lora_core.settings import Settings
 from lora_core.storage import make_store
 from lora_core.tokens import create_api_token
-from lora_ui.upload_flow import browser_upload_url
+from lora_ui.components import browser_url
 from tests import app_server
 
 BASE_URL = "http://127.0.0.1:8501"
@@ -223,7 +223,7 @@ def test_openapi_documents_the_guard_statuses(client: TestClient) -> None:
     ],
 )
 def test_the_page_uploads_to_its_own_origin_and_to_s3_as_given(url: str, base: str, expected: str) -> None:
-    assert browser_upload_url(url, base) == expected
+    assert browser_url(url, base) == expected
 
 
 def test_upload_flow_hands_the_component_a_relative_url(settings: Settings, engine: Engine) -> None:
