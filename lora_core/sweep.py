@@ -364,15 +364,30 @@ def _log_outcome(claim: Claim, outcome: str, started: float, *, validated: bool 
 
 
 def summarize_errors(report: dict[str, Any]) -> str:
-    """One sentence for lists and notifications: how many errors, and the first one with its line."""
+    """For the detail page's banner and the notification: how many errors, and the one to fix first, with its line
+    and suggestion.
+
+    That is the first listed error of the most frequent code, not the first listed: file-level errors are listed
+    first, and a file uploaded in the wrong format has a `wrong_format` on every line and, listed before them, a
+    `no_training_pairs` that only follows from those; its fix is the choice of format that `wrong_format` suggests.
+    """
     count = report.get("error_count") or 0
-    errors = report.get("errors") or []
+    errors: list[dict[str, Any]] = report.get("errors") or []
+    counts: dict[str, int] = report.get("error_counts") or {}
     text = f"{count:,} error{'s' if count != 1 else ''} found"
-    if errors:
-        first = errors[0]
-        where = f"line {first['line']}: " if first.get("line") is not None else ""
-        text += f"; the first: {where}{first['message']}"
-    return text
+    if not errors:
+        return text
+    listed = {issue["code"] for issue in errors}
+    # sorted() is stable: among codes as frequent, the one that appears first in the file.
+    code = next((code for code in sorted(counts, key=lambda c: -counts[c]) if code in listed), errors[0]["code"])
+    issue = next(issue for issue in errors if issue["code"] == code)
+    if len(counts) > 1:
+        text += f", {counts.get(code, 0):,} of them `{code}`; the first: "
+    else:
+        text += "; the first: " if count > 1 else ": "
+    where = f"line {issue['line']}: " if issue.get("line") is not None else ""
+    suggestion = f" {issue['suggestion']}" if issue.get("suggestion") else ""
+    return f"{text}{where}{issue['message']}{suggestion}"
 
 
 # -- APScheduler wiring ---------------------------------------------------------------------------------------

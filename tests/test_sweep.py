@@ -142,10 +142,26 @@ class TestOutcomes:
         Sweeper(engine, store, settings).run_once()
         dataset = load(engine, dataset_id)
         assert dataset.status == DatasetStatus.ERROR and not dataset.training_ready
-        assert dataset.error_message.startswith("1 error found; the first: line 2: ")
+        assert dataset.error_message.startswith("1 error found: line 2: This line is not valid JSON: ")
+        assert dataset.error_message.endswith(" each example must be complete on its own line.")  # its suggestion
         assert dataset.validation_report["errors"][0]["code"] == "invalid_json"
         [note] = notifications(engine, dataset_id)
         assert note.kind == NotificationKind.DATASET_FAILED
+
+    def test_a_file_in_the_wrong_format_is_summed_up_by_its_most_frequent_error(self, engine, store, settings):
+        """The file-level `no_training_pairs` is listed first but only follows from the `wrong_format` of every line:
+        the banner and the notification name those, with the format to choose."""
+        dataset_id = queue_dataset(engine, store, settings, GOOD_LINE * 3, format="brightrun_lora_v4")
+        Sweeper(engine, store, settings).run_once()
+        dataset = load(engine, dataset_id)
+        assert dataset.validation_report["errors"][0]["code"] == "no_training_pairs"
+        assert dataset.error_message == (
+            "4 errors found, 3 of them `wrong_format`; the first: line 1: This line is OpenAI chat (`messages`), "
+            "which the format `brightrun_lora_v4` does not accept. This line is OpenAI chat; choose the format "
+            "`openai_chat`."
+        )
+        [note] = notifications(engine, dataset_id)
+        assert note.message == dataset.error_message
 
     def test_object_missing_at_validation_is_a_permanent_error(self, engine, store, settings):
         dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)

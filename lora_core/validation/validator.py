@@ -617,7 +617,7 @@ class _Validation:
                 None,
                 None,
                 "The file has no training pairs: no line has an assistant answer the model could learn from.",
-                "Check the format chosen and fix the errors above; each example needs an assistant answer.",
+                "Check the format chosen and fix the errors of the lines; each example needs an assistant answer.",
             )
         elif pairs < FEW_EXAMPLES_BELOW:
             add(
