@@ -72,7 +72,13 @@ def expire_abandoned_uploads(
             result = connection.execute(
                 sa.update(_datasets)
                 .where(_datasets.c.id == dataset_id, _datasets.c.status == DatasetStatus.UPLOADING.value)
-                .values(status=DatasetStatus.ERROR.value, training_ready=False, error_message=message, updated_at=now)
+                .values(
+                    status=DatasetStatus.ERROR.value,
+                    training_ready=False,
+                    error_message=message,
+                    updated_at=now,
+                    purged_at=now,  # what was uploaded of it is removed below
+                )
             )
             if result.rowcount != 1:  # confirmed (or expired by another process) meanwhile
                 continue

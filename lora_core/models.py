@@ -95,13 +95,20 @@ class Dataset(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     deleted_at: datetime | None = None
-    # When housekeeping removed the file of a deleted dataset from storage (settings.deleted_retention_days later).
+    # When the file left storage, or was found not to be there: housekeeping purged it (a deleted dataset, after
+    # settings.deleted_retention_days), the upload was rejected at confirm or abandoned (its bytes removed), or the
+    # sweep found it missing. Download and revalidate are not offered then.
     purged_at: datetime | None = None
 
     # The sweep's claim: who holds it, until when, and how many claims there have been.
     attempts: int = 0
     lease_owner: str | None = Field(default=None, max_length=255)
     lease_expires_at: datetime | None = None
+
+    @property
+    def file_stored(self) -> bool:
+        """Whether the dataset has a file in storage to download or validate again (see `purged_at`)."""
+        return self.status != DatasetStatus.UPLOADING and self.purged_at is None
 
 
 # The statistics columns of `Dataset`, named as in the report's `stats` (FORMAT.md), which fills them.

@@ -16,10 +16,19 @@ from datetime import datetime
 from typing import Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from sqlmodel import Session, col, select
 
-from lora_core.errors import Conflict, FieldProblem, InvalidInput, NotFound, StorageUnavailable, UploadRejected
+from lora_core.errors import (
+    Conflict,
+    FieldProblem,
+    InvalidInput,
+    NotFound,
+    StorageUnavailable,
+    UploadRejected,
+    field_problems,
+)
 from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, Notification, utcnow
 from lora_core.settings import DATASET_FORMATS, DEFAULT_FORMAT, Settings
 from lora_core.storage import ObjectStore, StorageError, UploadTarget
@@ -28,6 +37,8 @@ log = logging.getLogger(__name__)
 
 MAX_PAGE_LIMIT = 100
 DEFAULT_PAGE_LIMIT = 20
+# Download and revalidate of a dataset without a file (models.Dataset.purged_at says why there is none).
+NO_FILE_MESSAGE = "This dataset has no stored file to use; create the dataset again to upload the file."
 DatasetFormat = Literal["brightrun_lora_v4", "brightrun_lora_v3", "openai_chat"]
 assert set(DatasetFormat.__args__) == set(DATASET_FORMATS)  # one list of formats, checked at import
 
@@ -35,6 +46,12 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_EXCEPT_WHITESPACE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MAX_PAGE = 1_000_000  # beyond this OFFSET overflows some databases; nobody pages that far
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+BLANK_MESSAGES = {
+    "name": "Give the dataset a name (it cannot be blank).",
+    "file_name": "Give the name of the file you will upload (it cannot be blank).",
+}
 
 
 class DatasetCreate(BaseModel):
@@ -47,6 +64,18 @@ class DatasetCreate(BaseModel):
     format: DatasetFormat = DEFAULT_FORMAT
     file_name: str = Field(min_length=1, max_length=255)
     file_size: int = Field(ge=1, strict=True)
+
+    @field_validator("name", "file_name", mode="before")
+    @classmethod
+    def _not_blank(cls, value: object, info: ValidationInfo) -> object:
+        """Refuse a blank name before min_length does, with a message that says what to do, not "at least 1 character".
+
+        `str.strip` removes all that pydantic's stripping does, plus \\x1c-\\x1f, which `_CONTROL` refuses anyway:
+        so this refuses nothing that was accepted before, and the code stays `string_too_short`.
+        """
+        if isinstance(value, str) and not value.strip():
+            raise PydanticCustomError("string_too_short", BLANK_MESSAGES[info.field_name], {"min_length": 1})
+        return value
 
     @field_validator("name")
     @classmethod
@@ -122,10 +151,7 @@ def storage_path_for_upload_key(key: str) -> str | None:
 
 
 def _invalid_from(error: ValidationError) -> InvalidInput:
-    problems = [
-        FieldProblem(field=".".join(str(p) for p in e["loc"]) or "body", message=e["msg"], code=e["type"])
-        for e in error.errors()
-    ]
+    problems = field_problems(error)
     return InvalidInput(
         "Some fields are not valid: " + "; ".join(f"{p.field}: {p.message}" for p in problems), problems
     )
@@ -248,6 +274,7 @@ def confirm_upload(
     dataset.status = DatasetStatus.ERROR
     dataset.error_message = problem
     dataset.training_ready = False
+    dataset.purged_at = now  # the rejected bytes are removed below: nothing to download or revalidate
     session.add(dataset)
     session.commit()
     if info is not None:
@@ -334,8 +361,8 @@ def revalidate_dataset(session: Session, store: ObjectStore, user_id: str, datas
         info = store.head(dataset.storage_path)
     except StorageError as error:
         raise StorageUnavailable(f"Could not check the stored file: {error}") from error
-    if info is None:
-        raise Conflict("The file of this dataset is no longer stored; upload it again as a new dataset.")
+    if info is None or dataset.purged_at is not None:
+        raise Conflict(NO_FILE_MESSAGE)
     _reset_validation(dataset)
     dataset.status = DatasetStatus.VALIDATING
     dataset.updated_at = utcnow()
@@ -365,9 +392,11 @@ def download_url(session: Session, store: ObjectStore, user_id: str, dataset_id:
     dataset = _owned_dataset(session, user_id, dataset_id)
     if dataset.status == DatasetStatus.UPLOADING:
         raise Conflict("The file has not been uploaded yet.")
+    if dataset.purged_at is not None:
+        raise Conflict(NO_FILE_MESSAGE)
     try:
         if store.head(dataset.storage_path) is None:
-            raise Conflict("The file of this dataset is no longer stored.")
+            raise Conflict(NO_FILE_MESSAGE)
         return store.download_url(dataset.storage_path, dataset.file_name)
     except StorageError as error:
         raise StorageUnavailable(f"Could not prepare the download: {error}") from error

@@ -197,7 +197,9 @@ class Sweeper:
         try:
             report = self._validate_with_retries(claim)
         except ObjectNotFound:
-            if self._write_failure(claim, "The file is missing from storage. Upload it again as a new dataset."):
+            if self._write_failure(
+                claim, "The file is missing from storage. Upload it again as a new dataset.", file_missing=True
+            ):
                 _log_outcome(claim, "error: the file is missing from storage", started)
         except _Retry:
             self._release(claim)
@@ -277,13 +279,16 @@ class Sweeper:
             )
         return self._finish(claim, values, notification)
 
-    def _write_failure(self, claim: Claim, message: str) -> bool:
+    def _write_failure(self, claim: Claim, message: str, *, file_missing: bool = False) -> bool:
+        now = utcnow()
         values = {
             "status": DatasetStatus.ERROR.value,
             "training_ready": False,
-            "validated_at": utcnow(),
+            "validated_at": now,
             "error_message": message,
         }
+        if file_missing:
+            values["purged_at"] = now
         return self._finish(
             claim, values, (NotificationKind.DATASET_FAILED, f"“{claim.name}” failed validation", message)
         )

@@ -37,6 +37,7 @@ from lora_ui.navigation import require_navigation
 REFRESH_SECONDS = 2
 LISTED_ISSUES_LIMIT = 100  # FORMAT.md: the report lists the first 100 line issues of each kind
 ISSUE_COLUMNS = ["line", "code", "field", "message", "suggestion"]
+NO_FILE_HELP = "No file is stored for this dataset (the message below says why); create the dataset again."
 FORMAT_LABELS = {
     "brightrun_lora_v4": "BrightRun LoRA v4",
     "brightrun_lora_v3": "BrightRun LoRA v3",
@@ -86,7 +87,7 @@ def _header(dataset: Dataset) -> None:
                 f":material/description: {escape_markdown(dataset.file_name)}",
                 format_size(dataset.file_size),
                 FORMAT_LABELS.get(dataset.format, escape_markdown(dataset.format)),
-                f"uploaded {format_when(dataset.created_at)}",
+                f"created {format_when(dataset.created_at)}",
             ]
             + ([f"validated {format_timestamp(dataset.validated_at)}"] if dataset.validated_at else [])
         )
@@ -311,19 +312,21 @@ def _samples(report: Mapping[str, Any]) -> None:
 
 def _actions(user_id: str, dataset: Dataset) -> None:
     with st.container(horizontal=True, gap="small"):
+        # A dataset whose upload was rejected, abandoned or lost has no file: nothing to offer but Delete.
+        no_file = None if dataset.file_stored or dataset.status == DatasetStatus.UPLOADING else NO_FILE_HELP
         download_clicked = st.button(
             "Download",
             icon=":material/download:",
             key="prepare-download",
-            disabled=dataset.status == DatasetStatus.UPLOADING,
-            help="Makes a fresh link to the file; it expires after a few minutes.",
+            disabled=not dataset.file_stored,
+            help=no_file or "Makes a fresh link to the file; it expires after a few minutes.",
         )
         revalidate_clicked = st.button(
             "Revalidate",
             icon=":material/refresh:",
             key="revalidate",
-            disabled=dataset.status not in (DatasetStatus.READY, DatasetStatus.ERROR),
-            help="Check the file again with the current rules.",
+            disabled=not dataset.file_stored or dataset.status not in (DatasetStatus.READY, DatasetStatus.ERROR),
+            help=no_file or "Check the file again with the current rules.",
         )
         st.button(
             "Delete",

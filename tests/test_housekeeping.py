@@ -95,6 +95,7 @@ def test_an_upload_never_completed_becomes_an_error_and_its_partial_file_is_remo
     assert dataset.error_message is not None and "not completed" in dataset.error_message
     assert "Create the dataset again" in dataset.error_message
     assert store.head(upload_key) is None
+    assert dataset.purged_at is not None and not dataset.file_stored  # nothing to download or revalidate
     [note] = notifications(engine)
     assert (note.user_id, note.dataset_id, note.kind) == (USER, abandoned.id, NotificationKind.DATASET_FAILED)
     assert note.title == "“abandoned” was not uploaded" and note.message == dataset.error_message

@@ -520,8 +520,21 @@ def test_download_of_a_missing_file_says_so(rt: Runtime) -> None:
     dataset = seed(rt, "File gone", DatasetStatus.READY, report=ready_report())
     at = open_page("pages/dataset.py", {"id": str(dataset.id)})
     at.button(key="prepare-download").click().run()
-    assert "no longer stored" in texts(at)
+    assert "no stored file" in texts(at)
     assert not at.get("link_button")
+
+
+def test_a_dataset_without_a_file_offers_only_delete(rt: Runtime) -> None:
+    """A rejected, abandoned or lost upload (purged_at set): Download and Revalidate would only fail; they are
+    disabled, with the reason on hover, and the caption says when the dataset was created, not "uploaded"."""
+    problem = "The file was never uploaded (nothing is stored for this dataset). Create the dataset again."
+    dataset = seed(rt, "Never sent", DatasetStatus.ERROR, error_message=problem, purged_at=utcnow())
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    for key in ("prepare-download", "revalidate"):
+        assert at.button(key=key).disabled and "No file is stored" in at.button(key=key).help
+    assert not at.button(key="delete").disabled
+    assert "created just now" in texts(at) and "· uploaded" not in texts(at)
+    assert "The file was never uploaded" in texts(at)
 
 
 def test_revalidate_queues_the_dataset_again(rt: Runtime) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from lora_core import service
-from lora_core.errors import Conflict, InvalidInput, NotFound, StorageUnavailable, UploadRejected
+from lora_core.errors import Conflict, FieldProblem, InvalidInput, NotFound, StorageUnavailable, UploadRejected
 from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
 from lora_core.storage import LocalStore
 
@@ -89,6 +90,31 @@ class TestCreate:
             not any(p.is_file() for p in settings.storage_root.rglob("*")) if settings.storage_root.exists() else True
         )
 
+    @pytest.mark.parametrize(
+        ("overrides", "problem"),
+        [
+            (
+                {"file_name": "a/b.jsonl"},
+                FieldProblem("file_name", "must be a plain file name, without folders ('/' or '\\')", "value_error"),
+            ),
+            (
+                {"name": "   "},
+                FieldProblem("name", "Give the dataset a name (it cannot be blank).", "string_too_short"),
+            ),
+            (
+                {"file_name": " "},
+                FieldProblem(
+                    "file_name", "Give the name of the file you will upload (it cannot be blank).", "string_too_short"
+                ),
+            ),
+        ],
+    )
+    def test_bad_input_is_told_in_our_own_words(self, session, store, settings, overrides, problem):
+        with pytest.raises(InvalidInput) as caught:
+            _create(session, store, settings, **overrides)
+        assert caught.value.details == [problem]
+        assert caught.value.message == f"Some fields are not valid: {problem.field}: {problem.message}"
+
     def test_no_record_when_the_upload_url_cannot_be_made(self, session, settings, engine):
         class BrokenStore(LocalStore):
             def upload_target(self, key, size, content_type="application/octet-stream"):  # type: ignore[no-untyped-def]
@@ -137,6 +163,19 @@ class TestConfirm:
         stored = service.get_dataset(session, ALICE, dataset.id)
         assert stored.status == DatasetStatus.ERROR
         assert "never uploaded" in (stored.error_message or "")
+        assert not stored.file_stored
+
+    def test_a_rejected_upload_has_no_file_to_download_or_revalidate(self, session, store, settings):
+        """The rejected bytes are removed: both say so, in the same words, instead of reaching for the file."""
+        dataset = _create(session, store, settings).dataset
+        _upload(store, dataset, CONTENT + b"extra")
+        with pytest.raises(UploadRejected):
+            service.confirm_upload(session, store, settings, ALICE, dataset.id)
+        assert service.get_dataset(session, ALICE, dataset.id).purged_at is not None
+        with pytest.raises(Conflict, match=re.escape(service.NO_FILE_MESSAGE)):
+            service.download_url(session, store, ALICE, dataset.id)
+        with pytest.raises(Conflict, match=re.escape(service.NO_FILE_MESSAGE)):
+            service.revalidate_dataset(session, store, ALICE, dataset.id)
 
     def test_size_mismatch_is_an_error_and_the_object_is_removed(self, session, store, settings):
         dataset = _create(session, store, settings).dataset
