@@ -68,6 +68,7 @@ from lora_core.errors import (
     ServiceError,
     StorageUnavailable,
     UploadRejected,
+    field_problems,
 )
 from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind
 from lora_core.runtime import Runtime
@@ -219,7 +220,7 @@ class NotificationOut(ApiModel):
 
 class NotificationListOut(ApiModel):
     notifications: list[NotificationOut]
-    unread_count: int = Field(alias="unread_count")
+    unread_count: int
 
 
 class MarkedReadOut(ApiModel):
@@ -323,13 +324,6 @@ SERVICE_STATUS: dict[type[ServiceError], int] = {
 def service_error_response(error: ServiceError) -> JSONResponse:
     status_code = next((code for kind, code in SERVICE_STATUS.items() if isinstance(error, kind)), 400)
     return error_response(status_code, error.message, [_camel_problem(d) for d in error.details], error.code)
-
-
-def _problems(error: ValidationError) -> list[FieldProblem]:
-    return [
-        FieldProblem(field=".".join(str(p) for p in e["loc"]) or "body", message=e["msg"], code=e["type"])
-        for e in error.errors(include_url=False)
-    ]
 
 
 def endpoint(handler: Handler, get_runtime: RuntimeGetter, *, browser_guard: bool = True) -> Endpoint:
@@ -450,7 +444,7 @@ async def json_body(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as error:
-        problems = _problems(error)
+        problems = field_problems(error)
         if any(p.code == "json_invalid" for p in problems):
             raise ApiError(400, "The request body is not valid JSON.", problems, "invalid_json") from None
         message = "Some fields are not valid: " + "; ".join(f"{p.field}: {p.message}" for p in problems)
@@ -462,7 +456,7 @@ def query(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate(dict(request.query_params))
     except ValidationError as error:
-        problems = _problems(error)
+        problems = field_problems(error)
         message = "Some parameters are not valid: " + "; ".join(f"{p.field}: {p.message}" for p in problems)
         raise ApiError(400, message, problems, "invalid_input") from None
 

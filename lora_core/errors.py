@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 
 @dataclass(frozen=True)
 class FieldProblem:
@@ -13,6 +15,22 @@ class FieldProblem:
 
     def to_dict(self) -> dict[str, str]:
         return {"field": self.field, "message": self.message, "code": self.code}
+
+
+# What pydantic puts before the message of a ValueError or AssertionError raised in a validator.
+_PYDANTIC_PREFIXES = {"value_error": "Value error, ", "assertion_error": "Assertion failed, "}
+
+
+def field_problems(error: ValidationError) -> list[FieldProblem]:
+    """Each of pydantic's errors as a FieldProblem, its message in our validator's own words (no "Value error, ")."""
+    return [
+        FieldProblem(
+            field=".".join(str(part) for part in e["loc"]) or "body",
+            message=e["msg"].removeprefix(_PYDANTIC_PREFIXES.get(e["type"], "")),
+            code=e["type"],
+        )
+        for e in error.errors(include_url=False)
+    ]
 
 
 @dataclass

@@ -6,18 +6,21 @@ The flow against a running server with the real sweep is in test_api_flow.py; th
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pydantic import BaseModel, ValidationError, field_validator
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from lora_core import api, service
+from lora_core import api, errors, service
+from lora_core.errors import FieldProblem
 from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind
 from lora_core.runtime import Runtime
 from lora_core.settings import Settings
@@ -211,16 +214,16 @@ def test_notifications_list_unread_filter_mark_read_and_read_all(client: TestCli
     first = _notify(engine, "demo", "first")
     _notify(engine, "demo", "second")
     listed = client.get("/api/notifications").json()["data"]
-    assert listed["unread_count"] == 2 and [n["title"] for n in listed["notifications"]] == ["second", "first"]
+    assert listed["unreadCount"] == 2 and [n["title"] for n in listed["notifications"]] == ["second", "first"]
     assert set(listed["notifications"][0]) >= {"id", "kind", "title", "message", "datasetId", "createdAt", "readAt"}
 
     read = client.patch(f"/api/notifications/{first}/read")
     assert read.status_code == 200 and read.json()["data"]["readAt"] is not None
     unread = client.get("/api/notifications", params={"unread": "true", "limit": 20}).json()["data"]
-    assert unread["unread_count"] == 1 and [n["title"] for n in unread["notifications"]] == ["second"]
+    assert unread["unreadCount"] == 1 and [n["title"] for n in unread["notifications"]] == ["second"]
 
     assert client.post("/api/notifications/read-all").json()["data"] == {"marked": 1}
-    assert client.get("/api/notifications").json()["data"]["unread_count"] == 0
+    assert client.get("/api/notifications").json()["data"]["unreadCount"] == 0
     assert client.patch(f"/api/notifications/{uuid.uuid4()}/read").status_code == 404
 
 
@@ -249,12 +252,12 @@ def test_a_second_user_cannot_reach_the_first_users_dataset_or_notifications(
         assert response.status_code == 404, (method, path, response.text)
         assert "not found" in response.json()["error"].lower()
     bob_notifications = client.get("/api/notifications", headers=bob).json()["data"]
-    assert bob_notifications == {"notifications": [], "unread_count": 0}
+    assert bob_notifications == {"notifications": [], "unreadCount": 0}
     assert client.post("/api/notifications/read-all", headers=bob).json()["data"] == {"marked": 0}
 
     # Alice's things are untouched.
     assert client.get(f"/api/datasets/{dataset_id}", headers=alice).json()["data"]["status"] == "ready"
-    assert client.get("/api/notifications", headers=alice).json()["data"]["unread_count"] == 1
+    assert client.get("/api/notifications", headers=alice).json()["data"]["unreadCount"] == 1
 
 
 AUTHENTICATED = [(o.method, o.path.replace("{id}", str(uuid.uuid4()))) for o in api.OPERATIONS if o.authenticated]
@@ -344,6 +347,67 @@ def test_each_invalid_field_is_400_with_its_details_and_nothing_written(
     assert payload["error"] and payload["code"] == "invalid_input"
     assert field in [d["field"] for d in payload["details"]]
     assert all(set(d) == {"field", "message", "code"} for d in payload["details"])
+    assert _dataset_rows(engine) == []
+
+
+PLAIN_FILE_NAME = "must be a plain file name, without folders ('/' or '\\')"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({**BODY, "fileName": "../etc/passwd"}, "fileName", PLAIN_FILE_NAME),
+        ({**BODY, "fileName": ".."}, "fileName", "must be a file name, not '.' or '..'"),
+        ({**BODY, "name": "bell\x07"}, "name", "must not contain control characters"),
+    ],
+)
+def test_invalid_fields_are_told_in_our_validators_words(
+    client: TestClient, body: dict[str, Any], field: str, message: str
+) -> None:
+    payload = client.post("/api/datasets", json=body).json()
+    assert payload["details"] == [{"field": field, "message": message, "code": "value_error"}]
+    assert payload["error"] == f"Some fields are not valid: {field}: {message}"
+
+
+def test_invalid_parameters_are_told_in_our_validators_words(client: TestClient) -> None:
+    payload = client.get("/api/datasets", params={"search": "nul\x00"}).json()
+    message = "must not contain control characters"
+    assert payload["details"] == [{"field": "search", "message": message, "code": "value_error"}]
+    assert payload["error"] == f"Some parameters are not valid: search: {message}"
+
+
+def test_an_assertion_in_a_validator_is_told_without_pydantic_wording() -> None:
+    class Even(BaseModel):
+        size: int
+
+        @field_validator("size")
+        @classmethod
+        def _even(cls, value: int) -> int:
+            if value % 2:  # not `assert`: pytest's rewriting would append its own explanation to the message
+                raise AssertionError("must be even")
+            return value
+
+    with pytest.raises(ValidationError) as caught:
+        Even(size=3)
+    assert errors.field_problems(caught.value) == [FieldProblem("size", "must be even", "assertion_error")]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({**BODY, "name": ""}, "name", "Give the dataset a name (it cannot be blank)."),
+        ({**BODY, "name": "   "}, "name", "Give the dataset a name (it cannot be blank)."),
+        ({**BODY, "name": "\t\n "}, "name", "Give the dataset a name (it cannot be blank)."),
+        ({**BODY, "fileName": ""}, "fileName", "Give the name of the file you will upload (it cannot be blank)."),
+        ({**BODY, "fileName": "  "}, "fileName", "Give the name of the file you will upload (it cannot be blank)."),
+    ],
+)
+def test_a_blank_name_or_file_name_says_what_to_do(
+    client: TestClient, engine: Engine, body: dict[str, Any], field: str, message: str
+) -> None:
+    response = client.post("/api/datasets", json=body)
+    assert response.status_code == 400
+    assert response.json()["details"] == [{"field": field, "message": message, "code": "string_too_short"}]
     assert _dataset_rows(engine) == []
 
 
@@ -477,6 +541,26 @@ def _refs(node: Any) -> Iterator[str]:
     elif isinstance(node, list):
         for value in node:
             yield from _refs(value)
+
+
+def _property_names(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("properties"), dict):
+            yield from node["properties"]
+        for value in node.values():
+            yield from _property_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _property_names(value)
+
+
+def test_every_name_on_the_wire_is_camel_case(client: TestClient) -> None:
+    """Every field of every body, answer and error, and every query parameter: camelCase, as the E02 contract."""
+    spec = client.get("/api/openapi.json").json()
+    names = set(_property_names(spec))
+    names |= {p["name"] for ops in spec["paths"].values() for op in ops.values() for p in op.get("parameters", [])}
+    assert {"unreadCount", "totalPages", "datasetId", "fileName"} <= names
+    assert sorted(n for n in names if not re.fullmatch(r"[a-z][a-zA-Z0-9]*", n)) == []
 
 
 def test_openapi_documents_every_route_with_resolvable_schemas(client: TestClient) -> None:

@@ -115,7 +115,7 @@ def run_e02_flow(base_url: str, headers: dict[str, str]) -> None:
         assert names(search="%") == []
 
         notifications = api.get("/api/notifications", params={"unread": "true"}).json()["data"]
-        assert notifications["unread_count"] == 1
+        assert notifications["unreadCount"] == 1
         notification = notifications["notifications"][0]
         assert notification["datasetId"] == dataset_id
         assert api.patch(f"/api/notifications/{notification['id']}/read").status_code == 200
