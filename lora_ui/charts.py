@@ -118,7 +118,8 @@ def messages_per_role(counts: Mapping[str, int]) -> alt.Chart:
         .mark_bar(cornerRadiusTopRight=3, cornerRadiusBottomRight=3)
         .encode(
             y=alt.Y("role:N", sort=roles, title=None),
-            x=alt.X("messages:Q", title="Training messages"),
+            # Whole numbers only: a count of 3 must not get ticks at 0.1, 0.2, …
+            x=alt.X("messages:Q", title="Training messages", axis=alt.Axis(tickMinStep=1, format="~s")),
             color=alt.Color(
                 "role:N",
                 scale=alt.Scale(domain=list(ROLE_ORDER), range=list(ROLE_COLORS)),

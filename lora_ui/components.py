@@ -72,12 +72,18 @@ def format_size(size: int | None) -> str:
 
 
 def format_thousands(value: int | None) -> str:
-    """Token counts in K (58.3K), small numbers as they are."""
+    """Token counts short: 999, 58.3K, 1.42M, 12.3M, 2.50B (three significant digits from a million up)."""
     if value is None:
         return "—"
     if value < 1000:
         return f"{value:,}"
-    return f"{value / 1000:,.1f}K"
+    for unit, size in (("K", 1e3), ("M", 1e6), ("B", 1e9)):
+        scaled = value / size
+        decimals = 1 if unit == "K" else 2 if scaled < 9.995 else 1 if scaled < 99.95 else 0
+        text = f"{scaled:,.{decimals}f}"
+        if unit == "B" or float(text.replace(",", "")) < 1000:  # 999,950 would read 1,000.0K: it is 1.00M
+            return f"{text}{unit}"
+    raise AssertionError("unreachable: the last unit returns")
 
 
 def format_when(moment: datetime | None, now: datetime | None = None) -> str:

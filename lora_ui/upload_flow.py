@@ -29,9 +29,12 @@ def form_problems(name: str, chosen_file: dict[str, Any] | None, max_bytes: int)
     else:
         size = int(chosen_file.get("size") or 0)
         if size <= 0:
-            problems.append("The chosen file is empty.")
+            problems.append("The chosen file is empty (0 bytes): choose the file that holds your examples.")
         elif size > max_bytes:
-            problems.append(f"The chosen file is {size:,} bytes; the limit is {max_bytes:,} bytes.")
+            problems.append(
+                f"The chosen file is {size:,} bytes; the limit is {max_bytes:,} bytes. Compress it with gzip "
+                "(.jsonl.gz) or split it into smaller files."
+            )
     return problems
 
 

@@ -153,7 +153,8 @@ def _metrics(dataset: Dataset, stats: Mapping[str, Any]) -> None:
         "Avg turns / conversation",
         _number(stats.get("avg_turns_per_conversation", dataset.avg_turns_per_conversation), 2),
     )
-    second[2].metric("Avg tokens / pair", _number(stats.get("avg_tokens_per_pair", dataset.avg_tokens_per_pair), 1))
+    # Two decimals, as the report, the API and the command line give it (FORMAT.md).
+    second[2].metric("Avg tokens / pair", _number(stats.get("avg_tokens_per_pair", dataset.avg_tokens_per_pair), 2))
     second[3].metric(
         "Over context limit",
         _number(over),
@@ -187,10 +188,12 @@ def _charts(stats: Mapping[str, Any]) -> None:
             _distribution_caption(stats.get("turns_per_conversation") or {})
         else:
             st.caption("No conversations to chart.")
-    if roles:
-        with st.container(border=True):
-            st.markdown("**Training messages per role**")
+    with st.container(border=True):
+        st.markdown("**Training messages per role**")
+        if any(roles.values()):
             st.altair_chart(charts.messages_per_role(roles), width="stretch")
+        else:
+            st.caption("No training messages to chart.")
 
 
 def _distribution_caption(distribution: Mapping[str, Any]) -> None:
@@ -207,55 +210,73 @@ def _issues_frame(issues: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=ISSUE_COLUMNS)
     frame["line"] = frame["line"].astype("Int64")
+    frame["field"] = frame["field"].fillna("")  # most issues concern no one field: a blank, not "None"
     return frame
 
 
+def _counts_frame(issues: Sequence[Mapping[str, Any]], counts: Mapping[str, int]) -> pd.DataFrame:
+    """Each code, how often, and what to do about it (the suggestion of its first listed issue), readable in full
+    here: in the table of lines, the message and suggestion of each share one row."""
+    suggestions: dict[str, str] = {}
+    for issue in issues:
+        suggestions.setdefault(issue["code"], issue.get("suggestion") or "")
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    rows = [(code, count, suggestions.get(code, "")) for code, count in ordered]
+    return pd.DataFrame(rows, columns=["Code", "Count", "What to do"])
+
+
 def _issues_tab(kind: str, issues: Sequence[Mapping[str, Any]], counts: Mapping[str, int], total: int) -> None:
+    """Issues of the whole file as callouts, then the count and suggestion per code, then the listed line issues.
+
+    Full width, so that messages and suggestions can be read (in a narrow column they were cut after a few words)."""
     if not total and not issues:
         st.success(f"No {kind}.", icon=":material/check:")
         return
-    counts_col, table_col = st.columns([1, 3])
-    with counts_col:
-        st.markdown("**Count per code**")
-        count_frame = pd.DataFrame(
-            sorted(counts.items(), key=lambda item: (-item[1], item[0])), columns=["code", "count"]
-        )
-        st.dataframe(count_frame, hide_index=True, width="stretch", key=f"{kind}-counts")
-    with table_col:
-        line_issues = sum(1 for issue in issues if issue.get("line") is not None)
-        if total > len(issues) or line_issues >= LISTED_ISSUES_LIMIT:
-            st.info(
-                f"{total:,} {kind} in all; the report lists the first {LISTED_ISSUES_LIMIT} line {kind} "
-                f"({len(issues):,} shown). The counts per code cover every one.",
-                icon=":material/info:",
+    callout = st.error if kind == "errors" else st.warning
+    for issue in issues:
+        if issue.get("line") is None:
+            callout(
+                f"**Whole file:** {escape_markdown(issue['message'])} {escape_markdown(issue.get('suggestion') or '')}",
+                icon=":material/description:",
             )
-        frame = _issues_frame(issues)
-        filter_col, search_col = st.columns([2, 2])
-        codes = filter_col.multiselect(
-            "Codes", sorted(frame["code"].dropna().unique()), key=f"{kind}-codes", placeholder="All codes"
+    # A static table, which wraps its text: one row per code, each suggestion read in full.
+    st.table(_counts_frame(issues, counts), hide_index=True, border="horizontal")
+    line_issues = [issue for issue in issues if issue.get("line") is not None]
+    if not line_issues:
+        return
+    if total > len(issues) or len(line_issues) >= LISTED_ISSUES_LIMIT:
+        st.info(
+            f"{total:,} {kind} in all; the report lists the first {LISTED_ISSUES_LIMIT} line {kind} "
+            f"({len(issues):,} shown). The counts per code cover every one.",
+            icon=":material/info:",
         )
-        text = search_col.text_input(
-            "Search", key=f"{kind}-search", placeholder="field, message or suggestion", live=True
-        )
-        if codes:
-            frame = frame[frame["code"].isin(codes)]
-        if text:
-            needle = text.lower()
-            haystack = frame[["field", "message", "suggestion"]].fillna("").astype(str).agg(" ".join, axis=1)
-            frame = frame[haystack.str.lower().str.contains(needle, regex=False)]
-        st.dataframe(
-            frame,
-            hide_index=True,
-            width="stretch",
-            key=f"{kind}-table",
-            column_config={
-                "line": st.column_config.NumberColumn("Line", width="small", format="%d"),
-                "code": st.column_config.TextColumn("Code", width="medium"),
-                "field": st.column_config.TextColumn("Field", width="medium"),
-                "message": st.column_config.TextColumn("Message", width="large"),
-                "suggestion": st.column_config.TextColumn("Suggestion", width="large"),
-            },
-        )
+    frame = _issues_frame(line_issues)
+    filter_col, search_col = st.columns([2, 2])
+    codes = filter_col.multiselect(
+        "Codes", sorted(frame["code"].dropna().unique()), key=f"{kind}-codes", placeholder="All codes"
+    )
+    text = search_col.text_input(
+        "Search", key=f"{kind}-search", placeholder="code, field, message or suggestion", live=True
+    )
+    if codes:
+        frame = frame[frame["code"].isin(codes)]
+    if text:
+        needle = text.lower()
+        haystack = frame[["code", "field", "message", "suggestion"]].fillna("").astype(str).agg(" ".join, axis=1)
+        frame = frame[haystack.str.lower().str.contains(needle, regex=False)]
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        key=f"{kind}-table",
+        column_config={
+            "line": st.column_config.NumberColumn("Line", width="small", format="%d"),
+            "code": st.column_config.TextColumn("Code", width="medium"),
+            "field": st.column_config.TextColumn("Field", width="small"),
+            "message": st.column_config.TextColumn("Message", width="large"),
+            "suggestion": st.column_config.TextColumn("Suggestion", width="large"),
+        },
+    )
 
 
 def _issues(report: Mapping[str, Any], dataset: Dataset) -> None:

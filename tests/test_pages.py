@@ -394,7 +394,7 @@ def test_ready_dataset_shows_statistics_charts_issues_and_samples(rt: Runtime) -
     assert metrics["Total tokens"] == "58.3K"
     assert metrics["Target tokens"] == "16.5K"
     assert metrics["Avg turns / conversation"] == "7.33"
-    assert metrics["Avg tokens / pair"] == "1,325.4"
+    assert metrics["Avg tokens / pair"] == "1,325.36"  # two decimals, as the report
     assert metrics["Over context limit"] == "8"
     assert len(at.get("vega_lite_chart")) == 3
     assert "Ready for training." in texts(at)
@@ -402,30 +402,46 @@ def test_ready_dataset_shows_statistics_charts_issues_and_samples(rt: Runtime) -
     tabs = [t.label for t in at.tabs]
     assert "Errors (0)" in tabs and "Warnings (52)" in tabs
     frames = [df.value for df in at.dataframe]
-    warnings = next(f for f in frames if "suggestion" in f.columns)
+    warnings = next(f for f in frames if "line" in f.columns)
     assert list(warnings.columns) == ["line", "code", "field", "message", "suggestion"]
     assert set(warnings["code"]) == {"repeated_user_input", "over_context_limit"}
-    counts = next(f for f in frames if list(f.columns) == ["code", "count"] and "repeated_user_input" in set(f["code"]))
-    assert dict(zip(counts["code"], counts["count"], strict=True)) == {
+    assert not warnings.isna().any().any()  # blank cells are blank, not "None"
+    counts = next(t.value for t in at.table if "repeated_user_input" in set(t.value["Code"]))
+    assert dict(zip(counts["Code"], counts["Count"], strict=True)) == {
         "repeated_user_input": 44,
         "over_context_limit": 8,
     }
+    # What to do about each code, readable in full once per code.
+    assert all(counts["What to do"].str.len() > 20)
     assert [c.proto.name for c in at.chat_message] == ["system", "user", "assistant"]
     content = texts(at)
     assert escape_markdown("<script>alert(1)</script> How do I save?") in content
     assert "\\[a budget\\]\\(javascript\\:alert\\(1\\)\\) \\:red\\[today\\]" in content
 
 
+def test_no_training_messages_is_said_not_charted(rt: Runtime) -> None:
+    """A file uploaded in the wrong format has no training message: no empty chart with a tick at 0.000000."""
+    report = ready_report()
+    report["stats"]["messages_per_role"] = {"system": 0, "user": 0, "assistant": 0}
+    dataset = seed(rt, "Wrong format", DatasetStatus.ERROR, report=report)
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    assert "No training messages to chart." in texts(at)
+    assert len(at.get("vega_lite_chart")) == 2  # tokens and turns only
+
+
 def test_issue_tables_filter_by_code_and_text(rt: Runtime) -> None:
     dataset = seed(rt, "Filter me", DatasetStatus.READY, report=ready_report())
     at = open_page("pages/dataset.py", {"id": str(dataset.id)})
     at.multiselect(key="warnings-codes").select("over_context_limit").run()
-    table = next(df.value for df in at.dataframe if "suggestion" in df.value.columns and len(df.value) <= 2)
+    table = next(df.value for df in at.dataframe if "line" in df.value.columns and len(df.value) <= 2)
     assert list(table["code"]) == ["over_context_limit"]
     at.multiselect(key="warnings-codes").unselect("over_context_limit").run()
     at.text_input(key="warnings-search").input("history entry").run()
-    table = next(df.value for df in at.dataframe if "suggestion" in df.value.columns and len(df.value) <= 2)
+    table = next(df.value for df in at.dataframe if "line" in df.value.columns and len(df.value) <= 2)
     assert list(table["code"]) == ["repeated_user_input"]
+    at.text_input(key="warnings-search").input("over_context").run()  # a code, as the table shows it
+    table = next(df.value for df in at.dataframe if "line" in df.value.columns and len(df.value) <= 2)
+    assert list(table["code"]) == ["over_context_limit"]
 
 
 def test_error_dataset_shows_the_reason_and_says_only_100_are_listed(rt: Runtime) -> None:
@@ -442,12 +458,11 @@ def test_error_dataset_shows_the_reason_and_says_only_100_are_listed(rt: Runtime
     assert escape_markdown("150 lines miss `target_response` (missing_field).") in page
     assert "151 errors in all; the report lists the first 100 line errors (101 shown)" in page
     assert "Errors (151)" in [t.label for t in at.tabs]
-    errors = next(df.value for df in at.dataframe if "suggestion" in df.value.columns and len(df.value) > 2)
-    assert len(errors) == 101 and errors["line"].isna().sum() == 1
-    counts = next(
-        df.value for df in at.dataframe if "missing_field" in set(df.value.get("code", [])) and "count" in df.value
-    )
-    assert dict(zip(counts["code"], counts["count"], strict=True)) == {"missing_field": 150, "few_examples": 1}
+    errors = next(df.value for df in at.dataframe if "line" in df.value.columns and len(df.value) > 2)
+    assert len(errors) == 100 and errors["line"].notna().all()  # the line errors; the file's own is above them
+    assert "**Whole file:** Only 3 training pairs\\. Add more examples\\." in [e.value for e in at.error]
+    counts = next(t.value for t in at.table if "missing_field" in set(t.value["Code"]))
+    assert dict(zip(counts["Code"], counts["Count"], strict=True)) == {"missing_field": 150, "few_examples": 1}
 
 
 def test_uploading_dataset_says_the_upload_is_not_finished(rt: Runtime) -> None:
@@ -567,9 +582,12 @@ def test_upload_page_shows_the_form_and_refuses_an_incomplete_one(rt: Runtime) -
 def test_form_problems() -> None:
     assert upload_flow.form_problems("x", {"name": "a.jsonl", "size": 10}, 100) == []
     assert upload_flow.form_problems("  ", None, 100) == ["Give the dataset a name.", "Choose the file to upload."]
-    assert upload_flow.form_problems("x", {"name": "a.jsonl", "size": 0}, 100) == ["The chosen file is empty."]
+    assert upload_flow.form_problems("x", {"name": "a.jsonl", "size": 0}, 100) == [
+        "The chosen file is empty (0 bytes): choose the file that holds your examples."
+    ]
     assert upload_flow.form_problems("x", {"name": "a", "size": 101}, 100) == [
-        "The chosen file is 101 bytes; the limit is 100 bytes."
+        "The chosen file is 101 bytes; the limit is 100 bytes. Compress it with gzip (.jsonl.gz) or split it into "
+        "smaller files."
     ]
 
 

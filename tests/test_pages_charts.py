@@ -44,6 +44,7 @@ def test_no_rule_when_every_example_fits() -> None:
 def test_messages_per_role_keeps_chat_order() -> None:
     spec = charts.messages_per_role({"assistant": 3, "user": 3, "system": 1}).to_dict()
     assert spec["encoding"]["y"]["sort"] == ["system", "user", "assistant"]
+    assert spec["encoding"]["x"]["axis"]["tickMinStep"] == 1  # counts: no ticks at 0.1, 0.2, …
 
 
 def test_formatting_helpers() -> None:
@@ -51,5 +52,11 @@ def test_formatting_helpers() -> None:
     assert format_size(20) == "20 B"
     assert format_thousands(58_316) == "58.3K"
     assert format_thousands(999) == "999"
+    assert format_thousands(999_949) == "999.9K"
+    assert format_thousands(999_950) == "1.00M"  # not 1,000.0K
+    assert format_thousands(1_420_000) == "1.42M"  # not 1,420.0K
+    assert format_thousands(12_345_678) == "12.3M"
+    assert format_thousands(123_456_789) == "123M"
+    assert format_thousands(999_500_000) == "1.00B"
     assert escape_markdown("a\n*b*") == "a \\*b\\*"
     assert escape_markdown_block("# x\n\n<b>") == "\\# x  \n  \n\\<b\\>"

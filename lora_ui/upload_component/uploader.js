@@ -97,9 +97,12 @@ function setup(parentElement, setStateValue) {
     self.size.textContent = formatBytes(file.size);
     self.chosen.hidden = false;
     if (self.maxBytes && file.size > self.maxBytes) {
-      showMessage(`This file is ${formatBytes(file.size)}; the limit is ${formatBytes(self.maxBytes)}.`);
+      showMessage(
+        `This file is ${formatBytes(file.size)}; the limit is ${formatBytes(self.maxBytes)}. ` +
+          "Compress it with gzip (.jsonl.gz) or split it into smaller files.",
+      );
     } else if (file.size === 0) {
-      showMessage("This file is empty.");
+      showMessage("This file is empty (0 bytes): choose the file that holds your examples.");
     }
     self.picks += 1;
     setStateValue("file", { name: file.name, size: file.size, type: file.type || "", picked: self.picks });
