@@ -143,6 +143,16 @@ class DatasetCreateRequest(service.DatasetCreate):
         return value
 
 
+class RevalidateRequest(BaseModel):
+    """The optional body of `POST /api/datasets/{id}/revalidate`: without it (or without `format`), the dataset is
+    checked again as its format; with `format`, as that one from now on (when the report found the file to be in
+    another format, its `wrong_format` suggestion says which)."""
+
+    model_config = ConfigDict(extra="forbid", title="RevalidateRequest")
+
+    format: service.DatasetFormat | None = None
+
+
 class DatasetSummary(ApiModel):
     """A dataset as lists show it: everything but the full validation report. Never a stored URL."""
 
@@ -568,10 +578,11 @@ async def confirm_dataset(request: Request, runtime: Runtime) -> Response:
 async def revalidate_dataset(request: Request, runtime: Runtime) -> Response:
     user_id = await current_user(request, runtime)
     dataset_id = request.path_params["id"]
+    fmt = (await json_body(request, RevalidateRequest)).format if _has_body(request) else None
 
     def work() -> DatasetDetail:
         with runtime.session() as session:
-            return dataset_detail(service.revalidate_dataset(session, runtime.store, user_id, dataset_id))
+            return dataset_detail(service.revalidate_dataset(session, runtime.store, user_id, dataset_id, fmt))
 
     return ok(await in_thread(work))
 
@@ -776,6 +787,7 @@ class Operation:
     status: int = 200
     authenticated: bool = True
     body: type[BaseModel] | None = None
+    body_required: bool = True
     query: type[BaseModel] | None = None
     path_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -840,9 +852,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/datasets/{id}/revalidate",
         revalidate_dataset,
         "revalidateDataset",
-        "Validate a ready or failed dataset again",
+        "Validate a ready or failed dataset again, optionally as another format",
         DatasetDetail,
-        (401, 404, 409, 500, 503),
+        (400, 401, 404, 409, 500, 503),
+        body=RevalidateRequest,
+        body_required=False,
         path_id="id",
     ),
     Operation(
@@ -1048,7 +1062,7 @@ def _operation_spec(operation: Operation, defs: dict[str, Any]) -> dict[str, Any
         spec["parameters"] = parameters
     if operation.body:
         spec["requestBody"] = {
-            "required": True,
+            "required": operation.body_required,
             "description": f"A JSON object of at most {MAX_JSON_BODY_BYTES:,} bytes.",
             "content": {"application/json": {"schema": _schema_of(operation.body, "validation", defs)}},
         }

@@ -352,8 +352,15 @@ def delete_dataset(session: Session, user_id: str, dataset_id: uuid.UUID | str) 
     session.commit()
 
 
-def revalidate_dataset(session: Session, store: ObjectStore, user_id: str, dataset_id: uuid.UUID | str) -> Dataset:
-    """Queue a finished dataset (ready or error) for a fresh validation, e.g. after the rules changed."""
+def revalidate_dataset(
+    session: Session, store: ObjectStore, user_id: str, dataset_id: uuid.UUID | str, fmt: str | None = None
+) -> Dataset:
+    """Queue a finished dataset (ready or error) for a fresh validation: after the rules changed, or as another
+    format (`fmt`), when its report found the file to be in another format than the one chosen at upload (the
+    `wrong_format` suggestion), so that fixing the choice does not take a new upload."""
+    if fmt is not None and fmt not in DATASET_FORMATS:
+        problem = FieldProblem("format", f"must be one of {', '.join(DATASET_FORMATS)}", "invalid_choice")
+        raise InvalidInput("The format is not one we validate.", [problem])
     dataset = _owned_dataset(session, user_id, dataset_id, for_update=True)
     if dataset.status not in (DatasetStatus.READY, DatasetStatus.ERROR):
         raise Conflict(f"This dataset is {dataset.status.value}; only a ready or failed dataset can be revalidated.")
@@ -364,6 +371,8 @@ def revalidate_dataset(session: Session, store: ObjectStore, user_id: str, datas
     if info is None or dataset.purged_at is not None:
         raise Conflict(NO_FILE_MESSAGE)
     _reset_validation(dataset)
+    if fmt is not None:
+        dataset.format = fmt
     dataset.status = DatasetStatus.VALIDATING
     dataset.updated_at = utcnow()
     session.add(dataset)

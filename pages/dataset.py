@@ -12,6 +12,7 @@ import streamlit as st
 from lora_core import service
 from lora_core.errors import NotFound, ServiceError
 from lora_core.models import Dataset, DatasetStatus
+from lora_core.settings import DATASET_FORMATS
 from lora_ui import charts
 from lora_ui.components import (
     DATASETS_PAGE,
@@ -342,13 +343,28 @@ def _actions(user_id: str, dataset: Dataset) -> None:
             disabled=not dataset.file_stored,
             help=no_file or "Makes a fresh link to the file; it expires after a few minutes.",
         )
-        revalidate_clicked = st.button(
+        cannot_revalidate = not dataset.file_stored or dataset.status not in (DatasetStatus.READY, DatasetStatus.ERROR)
+        # A popover, for the format: a file found to be in another format is checked again as that one, without a
+        # new upload (the `wrong_format` suggestion says which).
+        with st.popover(
             "Revalidate",
             icon=":material/refresh:",
-            key="revalidate",
-            disabled=not dataset.file_stored or dataset.status not in (DatasetStatus.READY, DatasetStatus.ERROR),
-            help=no_file or "Check the file again with the current rules.",
-        )
+            disabled=cannot_revalidate,
+            help=no_file or "Check the file again with the current rules, as this format or another.",
+        ):
+            fmt = st.selectbox(
+                "Format",
+                DATASET_FORMATS,
+                index=DATASET_FORMATS.index(dataset.format) if dataset.format in DATASET_FORMATS else 0,
+                format_func=FORMAT_LABELS.get,
+                key="revalidate-format",
+            )
+            revalidate_clicked = st.button(
+                "Revalidate" if fmt == dataset.format else f"Revalidate as {FORMAT_LABELS[fmt]}",
+                type="primary",
+                key="revalidate",
+                disabled=cannot_revalidate,
+            )
         st.button(
             "Delete",
             icon=":material/delete:",
@@ -359,7 +375,7 @@ def _actions(user_id: str, dataset: Dataset) -> None:
     if revalidate_clicked:
         try:
             with runtime().session() as session:
-                service.revalidate_dataset(session, runtime().store, user_id, dataset.id)
+                service.revalidate_dataset(session, runtime().store, user_id, dataset.id, fmt)
         except ServiceError as error:
             show_service_error(error)
         else:

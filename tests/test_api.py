@@ -127,6 +127,24 @@ def test_create_returns_dataset_upload_url_method_headers_and_path(client: TestC
     assert "http" not in json.dumps(dataset)
 
 
+def test_revalidate_as_another_format(client: TestClient, engine: Engine) -> None:
+    """A file uploaded as the wrong format is checked again as the right one, with an optional JSON body."""
+    dataset_id = _uploaded_and_confirmed(client)["id"]
+    _set_status(engine, dataset_id, DatasetStatus.ERROR)
+    unknown = client.post(f"/api/datasets/{dataset_id}/revalidate", json={"format": "alpaca"})
+    assert unknown.status_code == 400 and unknown.json()["details"][0]["field"] == "format"
+    assert client.post(f"/api/datasets/{dataset_id}/revalidate", json={"fmt": "openai_chat"}).status_code == 400
+    assert client.get(f"/api/datasets/{dataset_id}").json()["data"]["status"] == "error"  # nothing changed
+    again = client.post(f"/api/datasets/{dataset_id}/revalidate", json={"format": "brightrun_lora_v3"})
+    assert again.status_code == 200
+    assert (again.json()["data"]["status"], again.json()["data"]["format"]) == ("validating", "brightrun_lora_v3")
+    _set_status(engine, dataset_id, DatasetStatus.READY)
+    same = client.post(f"/api/datasets/{dataset_id}/revalidate", json={})  # no format: the one it has
+    assert same.json()["data"]["format"] == "brightrun_lora_v3"
+    spec = client.get("/api/openapi.json").json()["paths"]["/api/datasets/{id}/revalidate"]["post"]
+    assert spec["requestBody"]["required"] is False
+
+
 def test_upload_confirm_get_download_delete(client: TestClient, engine: Engine) -> None:
     dataset = _uploaded_and_confirmed(client)
     assert dataset["status"] == "validating"

@@ -545,11 +545,27 @@ def test_a_dataset_without_a_file_offers_only_delete(rt: Runtime) -> None:
     problem = "The file was never uploaded (nothing is stored for this dataset). Create the dataset again."
     dataset = seed(rt, "Never sent", DatasetStatus.ERROR, error_message=problem, purged_at=utcnow())
     at = open_page("pages/dataset.py", {"id": str(dataset.id)})
-    for key in ("prepare-download", "revalidate"):
-        assert at.button(key=key).disabled and "No file is stored" in at.button(key=key).help
+    assert at.button(key="prepare-download").disabled and "No file is stored" in at.button(key="prepare-download").help
+    assert at.button(key="revalidate").disabled  # in the Revalidate popover, itself disabled with the same help
     assert not at.button(key="delete").disabled
     assert "created just now" in texts(at) and "· uploaded" not in texts(at)
     assert "The file was never uploaded" in texts(at)
+
+
+def test_revalidate_as_another_format_checks_the_same_file_as_that_format(rt: Runtime) -> None:
+    """Uploaded as the wrong format (the report says which to choose): checked again as the right one, no new
+    upload."""
+    dataset = seed(rt, "Chat file", DatasetStatus.ERROR, report=error_report())
+    rt.store.put_stream(dataset.storage_path, iter([b'{"messages": []}\n']), max_bytes=1000)
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    assert at.button(key="revalidate").label == "Revalidate"
+    at.selectbox(key="revalidate-format").select("openai_chat").run()
+    assert at.button(key="revalidate").label == "Revalidate as OpenAI chat"
+    at.button(key="revalidate").click().run()
+    assert not at.exception
+    with rt.session() as session:
+        stored = service.get_dataset(session, ALICE, dataset.id)
+    assert (stored.status, stored.format, stored.validation_report) == (DatasetStatus.VALIDATING, "openai_chat", None)
 
 
 def test_revalidate_queues_the_dataset_again(rt: Runtime) -> None:

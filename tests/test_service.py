@@ -291,6 +291,20 @@ class TestRevalidateAndDownload:
         assert again.status == DatasetStatus.VALIDATING
         assert again.total_training_pairs is None and again.validation_report is None and again.attempts == 0
 
+    def test_revalidate_as_another_format_keeps_that_format(self, session, store, settings):
+        dataset = self._finished(session, store, settings, DatasetStatus.ERROR)
+        again = service.revalidate_dataset(session, store, ALICE, dataset.id, "brightrun_lora_v3")
+        assert (again.status, again.format) == (DatasetStatus.VALIDATING, "brightrun_lora_v3")
+
+    def test_revalidate_as_an_unknown_format_changes_nothing(self, session, store, settings):
+        dataset = self._finished(session, store, settings, DatasetStatus.READY)
+        with pytest.raises(InvalidInput) as raised:
+            service.revalidate_dataset(session, store, ALICE, dataset.id, "alpaca")
+        assert raised.value.details[0].field == "format"
+        assert "brightrun_lora_v4, brightrun_lora_v3, openai_chat" in raised.value.details[0].message
+        stored = service.get_dataset(session, ALICE, dataset.id)
+        assert (stored.status, stored.format) == (DatasetStatus.READY, dataset.format)
+
     def test_revalidate_while_uploading_is_a_conflict(self, session, store, settings):
         dataset = _create(session, store, settings).dataset
         with pytest.raises(Conflict):
