@@ -18,6 +18,9 @@ from lora_core.runtime import Runtime
 from lora_ui.components import browser_url
 from lora_ui.upload_component import UploadJob
 
+# Session state while the browser sends a file: {"dataset_id": str, "name": str, "job": UploadJob}.
+JOB_KEY = "upload_job"
+
 
 def form_problems(name: str, chosen_file: dict[str, Any] | None, max_bytes: int) -> list[str]:
     """What the user must fix before an upload can start (empty when the form is complete)."""
@@ -94,6 +97,22 @@ def settle(runtime: Runtime, user_id: str, dataset_id: uuid.UUID | str, result: 
     if result.get("cancelled"):
         return Outcome(None, "Upload cancelled. Nothing was saved.")
     return Outcome(None, f"Upload failed: {reason} Nothing was saved; choose the file and try again.")
+
+
+def settle_left_upload(runtime: Runtime, user_id: str, dataset_id: uuid.UUID | str, name: str) -> str:
+    """The user went to another page while the browser sent the file: leaving the Upload page stops the PUT, and
+    no result will come. Confirm the file if it arrived whole before that; else drop the dataset at once, rather than
+    leave it `uploading` until housekeeping expires it hours later. Returns what to tell the user."""
+    with runtime.session() as session:
+        try:
+            service.confirm_upload(session, runtime.store, runtime.settings, user_id, dataset_id)
+        except UploadRejected:  # the file did not arrive (whole): confirm removed what came
+            _discard(session, user_id, dataset_id)
+        except ServiceError:  # settled meanwhile (confirmed, deleted or expired): nothing left to do
+            return f"The upload of “{name}” was interrupted when you left the Upload page."
+        else:
+            return f"“{name}” had finished uploading when you left the Upload page; it is being validated."
+    return f"The upload of “{name}” stopped when you left the Upload page; nothing was saved. Upload it again."
 
 
 def _discard(session: Session, user_id: str, dataset_id: uuid.UUID | str) -> None:

@@ -15,7 +15,7 @@ from lora_ui.identity import current_user_id, runtime
 from lora_ui.navigation import require_navigation
 from lora_ui.upload_component import dataset_uploader
 
-JOB_KEY = "upload_job"  # {"dataset_id": str, "job": UploadJob} while the browser is sending the file
+JOB_KEY = upload_flow.JOB_KEY  # while the browser is sending the file (ui.py settles one left running)
 PROBLEMS_KEY = "upload_problems"
 REJECTED_KEY = "upload_rejected_dataset"
 RESTORE_KEY = "upload_form_restore"  # the form's values, put back after a failed upload
@@ -67,7 +67,7 @@ def _start_upload(user_id: str) -> None:
             f"{p.field}: {p.message}" for p in error.details if p.message not in error.message
         ]
         return
-    st.session_state[JOB_KEY] = {"dataset_id": str(dataset_id), "job": job}
+    st.session_state[JOB_KEY] = {"dataset_id": str(dataset_id), "name": name.strip(), "job": job}
     st.session_state[RESTORE_KEY] = {key: st.session_state.get(key) for key in FORM_KEYS}
 
 
@@ -75,8 +75,8 @@ require_navigation()
 user_id = current_user_id()
 settings = runtime().settings
 
-# An upload runs only while this page is open (leaving it aborts the PUT); coming back starts afresh, and the
-# abandoned dataset stays "uploading", which its detail page reports as an unfinished upload.
+# An upload runs only while this page is open (leaving it aborts the PUT; the next page's run, in ui.py, settles
+# it); coming back starts afresh.
 if st.session_state.get("previous_page") != st.session_state.get("current_page"):
     for stale in (JOB_KEY, PROBLEMS_KEY, REJECTED_KEY, RESTORE_KEY):
         st.session_state.pop(stale, None)

@@ -624,6 +624,38 @@ def test_upload_flow_success_queues_for_validation(rt: Runtime) -> None:
         assert service.get_dataset(session, ALICE, dataset_id).status == DatasetStatus.VALIDATING
 
 
+@pytest.mark.parametrize("arrived", [False, True], ids=["file-stopped", "file-complete"])
+def test_leaving_the_upload_page_mid_upload_settles_it_on_the_next_page(rt: Runtime, arrived: bool) -> None:
+    """Leaving the Upload page stops the browser's PUT and no result comes back: the next page confirms a file that
+    arrived whole, or drops the dataset, and says which, instead of leaving it "uploading" for hours."""
+    body = b'{"messages": []}\n'  # 17 bytes
+    dataset_id, job = upload_flow.start(
+        rt, ALICE, name="Half way", description="", fmt="openai_chat", chosen_file={"name": "c.jsonl", "size": 17}
+    )
+    if arrived:
+        storage_path = service.get_dataset(rt.session(), ALICE, dataset_id).storage_path
+        rt.store.put_stream(service.upload_key_for(storage_path), iter([body]), 1000)
+    at = open_page("pages/upload.py")
+    at.session_state[upload_flow.JOB_KEY] = {"dataset_id": str(dataset_id), "name": "Half way", "job": job}
+    at.switch_page("pages/datasets.py")
+    at.run()
+    assert not at.exception
+    assert upload_flow.JOB_KEY not in at.session_state
+    [toast] = [t.value for t in at.toast]
+    with rt.session() as session:
+        listed = service.list_datasets(session, ALICE).items
+    if arrived:
+        assert toast == escape_markdown(
+            "“Half way” had finished uploading when you left the Upload page; it is being validated."
+        )
+        assert [(d.id, d.status) for d in listed] == [(dataset_id, DatasetStatus.VALIDATING)]
+    else:
+        assert toast == escape_markdown(
+            "The upload of “Half way” stopped when you left the Upload page; nothing was saved. Upload it again."
+        )
+        assert listed == []
+
+
 def test_upload_flow_failed_put_says_why_and_keeps_nothing(rt: Runtime) -> None:
     dataset_id, job = upload_flow.start(
         rt, ALICE, name="Chats", description="", fmt="openai_chat", chosen_file={"name": "c.jsonl", "size": 10}
