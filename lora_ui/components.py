@@ -37,6 +37,11 @@ STATUS_ICONS: dict[DatasetStatus, str] = {
     DatasetStatus.ERROR: ":material/error:",
 }
 PENDING_STATUSES = frozenset({DatasetStatus.UPLOADING, DatasetStatus.VALIDATING})
+FORMAT_LABELS = {
+    "brightrun_lora_v4": "BrightRun LoRA v4",
+    "brightrun_lora_v3": "BrightRun LoRA v3",
+    "openai_chat": "OpenAI chat",
+}
 
 # CommonMark lets a backslash escape any ASCII punctuation; that also covers Streamlit's extensions
 # (`:red[...]` directives, `:emoji:` codes, `$math$`) and raw HTML (`<`, `&`).

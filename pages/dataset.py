@@ -16,6 +16,7 @@ from lora_core.settings import DATASET_FORMATS
 from lora_ui import charts
 from lora_ui.components import (
     DATASETS_PAGE,
+    FORMAT_LABELS,
     PENDING_STATUSES,
     UPLOAD_PAGE,
     browser_url,
@@ -39,11 +40,6 @@ REFRESH_SECONDS = 2
 LISTED_ISSUES_LIMIT = 100  # FORMAT.md: the report lists the first 100 line issues of each kind
 ISSUE_COLUMNS = ["line", "code", "field", "message", "suggestion"]
 NO_FILE_HELP = "No file is stored for this dataset (the message below says why); create the dataset again."
-FORMAT_LABELS = {
-    "brightrun_lora_v4": "BrightRun LoRA v4",
-    "brightrun_lora_v3": "BrightRun LoRA v3",
-    "openai_chat": "OpenAI chat",
-}
 
 
 def _not_found() -> None:

@@ -9,6 +9,7 @@ from lora_core.errors import ServiceError
 from lora_core.models import Dataset, DatasetStatus
 from lora_ui.components import (
     DETAIL_PAGE,
+    FORMAT_LABELS,
     PENDING_STATUSES,
     UPLOAD_PAGE,
     confirm_delete_if_requested,
@@ -62,7 +63,8 @@ def _render_row(dataset: Dataset) -> None:
         )
         with name_col:
             st.markdown(f"**{escape_markdown(dataset.name)}**")
-            st.caption(f":material/description: {escape_markdown(dataset.file_name)}")
+            label = FORMAT_LABELS.get(dataset.format, dataset.format)
+            st.caption(f":material/description: {escape_markdown(dataset.file_name)} · {escape_markdown(label)}")
         with status_col:
             status_badge(dataset.status)
         with stats_col:

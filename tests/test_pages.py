@@ -265,6 +265,7 @@ def test_list_shows_each_dataset_with_status_stats_size_and_time(rt: Runtime) ->
     assert "151 errors" in page
     assert "1.2 MB" in page
     assert "5 min ago" in page
+    assert ":material/description: ready\\.jsonl · BrightRun LoRA v4" in page  # the file, and its format
     badges = [m.value for m in at.markdown if "-badge[" in m.value]
     assert any(":green-badge[" in b and "Ready" in b for b in badges)
     assert any(":red-badge[" in b and "Error" in b for b in badges)
