@@ -140,10 +140,11 @@ def request_delete(dataset: Dataset, page: str) -> None:
     st.session_state[PENDING_DELETE_KEY] = {"id": str(dataset.id), "name": dataset.name, "page": page}
 
 
-def pending_delete_page() -> str | None:
-    """The page a delete request waiting for its dialog was made on, if one is."""
+def delete_awaits_its_dialog(page: str) -> bool:
+    """Whether a delete was requested on `page` and its dialog has not been opened yet (a click in a fragment, whose
+    rerun does not reach confirm_delete_if_requested: the fragment then hands it to a run of the whole page, once)."""
     pending = st.session_state.get(PENDING_DELETE_KEY)
-    return pending.get("page") if pending else None
+    return bool(pending) and pending.get("page") == page and not pending.get("shown")
 
 
 def _cancel_delete() -> None:
@@ -187,6 +188,7 @@ def confirm_delete_if_requested(user_id: str, page: str, on_deleted: Callable[[]
     if pending.get("page") != page:
         st.session_state.pop(PENDING_DELETE_KEY, None)
         return
+    pending["shown"] = True
     _confirm_delete_dialog(user_id, on_deleted)
 
 

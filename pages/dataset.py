@@ -353,7 +353,7 @@ def _actions(user_id: str, dataset: Dataset) -> None:
                 DATASET_FORMATS,
                 index=DATASET_FORMATS.index(dataset.format) if dataset.format in DATASET_FORMATS else 0,
                 format_func=FORMAT_LABELS.get,
-                key="revalidate-format",
+                key=f"revalidate-format-{dataset.id}",  # a choice made for one dataset is not another's
             )
             revalidate_clicked = st.button(
                 "Revalidate" if fmt == dataset.format else f"Revalidate as {FORMAT_LABELS[fmt]}",

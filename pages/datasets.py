@@ -13,11 +13,11 @@ from lora_ui.components import (
     PENDING_STATUSES,
     UPLOAD_PAGE,
     confirm_delete_if_requested,
+    delete_awaits_its_dialog,
     escape_markdown,
     format_size,
     format_thousands,
     format_when,
-    pending_delete_page,
     request_delete,
     show_flash,
     show_service_error,
@@ -159,7 +159,7 @@ def _live_list(user_id: str, search: str, status: str | None) -> None:
 
     A Delete click in a row reruns only this fragment, and the confirmation dialog opens in a run of the whole page
     (confirm_delete_if_requested, at the top): so the click is handed to one."""
-    if pending_delete_page() == LIST_PAGE_ID or not _render_list(user_id, search, status):
+    if delete_awaits_its_dialog(LIST_PAGE_ID) or not _render_list(user_id, search, status):
         st.rerun(scope="app")
 
 

@@ -343,6 +343,19 @@ def test_a_delete_left_unanswered_on_the_list_never_opens_on_another_page(rt: Ru
         assert service.list_datasets(session, ALICE).total == 2
 
 
+def test_the_delete_dialog_opens_on_a_list_that_refreshes_itself(rt: Runtime) -> None:
+    """With a dataset still validating, the list is a self-refreshing fragment, which hands a Delete click to a run
+    of the whole page once: a request already shown must not make every run start another one (an endless loop)."""
+    seed(rt, "Still checking", DatasetStatus.VALIDATING)
+    doomed = seed(rt, "Delete me", DatasetStatus.READY, report=ready_report())
+    at = open_page("pages/datasets.py")
+    at.button(key=f"delete-{doomed.id}").click().run(timeout=10)
+    assert not at.exception
+    assert at.button(key="confirm_delete")  # the dialog is open
+    at.run(timeout=10)  # and a later run (the fragment's timer) leaves it so, without looping
+    assert at.button(key="confirm_delete")
+
+
 def test_cancel_in_the_delete_dialog_keeps_the_dataset(rt: Runtime) -> None:
     dataset = seed(rt, "Still here", DatasetStatus.READY, report=ready_report())
     at = open_page("pages/datasets.py")
@@ -560,7 +573,7 @@ def test_revalidate_as_another_format_checks_the_same_file_as_that_format(rt: Ru
     rt.store.put_stream(dataset.storage_path, iter([b'{"messages": []}\n']), max_bytes=1000)
     at = open_page("pages/dataset.py", {"id": str(dataset.id)})
     assert at.button(key="revalidate").label == "Revalidate"
-    at.selectbox(key="revalidate-format").select("openai_chat").run()
+    at.selectbox(key=f"revalidate-format-{dataset.id}").select("openai_chat").run()
     assert at.button(key="revalidate").label == "Revalidate as OpenAI chat"
     at.button(key="revalidate").click().run()
     assert not at.exception
