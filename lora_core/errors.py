@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -22,15 +23,25 @@ _PYDANTIC_PREFIXES = {"value_error": "Value error, ", "assertion_error": "Assert
 
 
 def field_problems(error: ValidationError) -> list[FieldProblem]:
-    """Each of pydantic's errors as a FieldProblem, its message in our validator's own words (no "Value error, ")."""
-    return [
-        FieldProblem(
-            field=".".join(str(part) for part in e["loc"]) or "body",
-            message=e["msg"].removeprefix(_PYDANTIC_PREFIXES.get(e["type"], "")),
-            code=e["type"],
-        )
-        for e in error.errors(include_url=False)
-    ]
+    """Each of pydantic's errors as a FieldProblem, its message in our validator's own words (no "Value error, ").
+
+    A choice out of a list (a format) is told as the service tells it (`choice_problem`), whichever checked it."""
+    problems = []
+    for e in error.errors(include_url=False):
+        where = ".".join(str(part) for part in e["loc"]) or "body"
+        if e["type"] == "literal_error":
+            expected = str(e.get("ctx", {}).get("expected", "")).replace("'", "").replace(" or ", ", ")
+            problems.append(choice_problem(where, expected.split(", ")))
+        elif e["type"] == "extra_forbidden":
+            problems.append(FieldProblem(where, "is not a field of this request", e["type"]))
+        else:
+            message = e["msg"].removeprefix(_PYDANTIC_PREFIXES.get(e["type"], ""))
+            problems.append(FieldProblem(where, message, e["type"]))
+    return problems
+
+
+def choice_problem(field: str, choices: Sequence[str]) -> FieldProblem:
+    return FieldProblem(field, f"must be one of {', '.join(choices)}", "invalid_choice")
 
 
 @dataclass

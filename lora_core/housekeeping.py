@@ -77,7 +77,7 @@ def expire_abandoned_uploads(
                     training_ready=False,
                     error_message=message,
                     updated_at=now,
-                    purged_at=now,  # what was uploaded of it is removed below
+                    purged_at=now,  # what was uploaded of it is removed below (cleared again if that fails)
                 )
             )
             if result.rowcount != 1:  # confirmed (or expired by another process) meanwhile
@@ -90,6 +90,12 @@ def expire_abandoned_uploads(
             store.delete(upload_key_for(storage_path))
         except StorageError as error:  # the record already says why; the leftover is only wasted space
             log.warning("could not remove the abandoned upload of dataset %s: %s", dataset_id, error)
+            with engine.begin() as connection:  # so that the purge of the deleted dataset removes it later
+                connection.execute(
+                    sa.update(_datasets)
+                    .where(_datasets.c.id == dataset_id, _datasets.c.purged_at == now)
+                    .values(purged_at=None)
+                )
     if expired:
         log.info("%d abandoned upload(s) marked as errors", expired)
     return expired

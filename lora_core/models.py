@@ -95,9 +95,10 @@ class Dataset(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     deleted_at: datetime | None = None
-    # When the file left storage, or was found not to be there: housekeeping purged it (a deleted dataset, after
-    # settings.deleted_retention_days), the upload was rejected at confirm or abandoned (its bytes removed), or the
-    # sweep found it missing. Download and revalidate are not offered then.
+    # When we removed the file from storage, or found none to keep: housekeeping purged it (a deleted dataset, after
+    # settings.deleted_retention_days), or the upload was rejected at confirm or abandoned (what arrived removed).
+    # Download and revalidate are not offered then. (A file the sweep finds missing is not marked: it may come back,
+    # from a backup or once a wrong bucket setting is fixed, and revalidate asks storage.)
     purged_at: datetime | None = None
 
     # The sweep's claim: who holds it, until when, and how many claims there have been.

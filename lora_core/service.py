@@ -13,7 +13,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -27,6 +27,7 @@ from lora_core.errors import (
     NotFound,
     StorageUnavailable,
     UploadRejected,
+    choice_problem,
     field_problems,
 )
 from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, Notification, utcnow
@@ -274,15 +275,19 @@ def confirm_upload(
     dataset.status = DatasetStatus.ERROR
     dataset.error_message = problem
     dataset.training_ready = False
-    dataset.purged_at = now  # the rejected bytes are removed below: nothing to download or revalidate
+    # No file to download or revalidate: none arrived, or the rejected one is removed below. Should that fail,
+    # purged_at is cleared again, so that housekeeping's purge of the deleted dataset still removes the leftover.
+    dataset.purged_at = now
     session.add(dataset)
     session.commit()
     if info is not None:
         try:
             store.delete(upload_key)
         except StorageError as error:
-            # The record already says the upload was rejected; the leftover object is only wasted space.
             log.warning("could not remove rejected upload %s: %s", upload_key, error)
+            dataset.purged_at = None
+            session.add(dataset)
+            session.commit()
     raise UploadRejected(problem, [FieldProblem("file", problem, "upload_rejected")])
 
 
@@ -359,41 +364,51 @@ def revalidate_dataset(
     format (`fmt`), when its report found the file to be in another format than the one chosen at upload (the
     `wrong_format` suggestion), so that fixing the choice does not take a new upload."""
     if fmt is not None and fmt not in DATASET_FORMATS:
-        problem = FieldProblem("format", f"must be one of {', '.join(DATASET_FORMATS)}", "invalid_choice")
-        raise InvalidInput("The format is not one we validate.", [problem])
+        raise InvalidInput("The format is not one we validate.", [choice_problem("format", DATASET_FORMATS)])
     dataset = _owned_dataset(session, user_id, dataset_id, for_update=True)
-    if dataset.status not in (DatasetStatus.READY, DatasetStatus.ERROR):
+    finished = (DatasetStatus.READY, DatasetStatus.ERROR)
+    if dataset.status not in finished:
         raise Conflict(f"This dataset is {dataset.status.value}; only a ready or failed dataset can be revalidated.")
+    if dataset.purged_at is not None:  # known without asking storage
+        raise Conflict(NO_FILE_MESSAGE)
     try:
         info = store.head(dataset.storage_path)
     except StorageError as error:
         raise StorageUnavailable(f"Could not check the stored file: {error}") from error
-    if info is None or dataset.purged_at is not None:
+    if info is None:
         raise Conflict(NO_FILE_MESSAGE)
-    _reset_validation(dataset)
+    values: dict[str, Any] = dict.fromkeys(_VALIDATION_RESULTS)
+    values.update(training_ready=False, attempts=0, status=DatasetStatus.VALIDATING, updated_at=utcnow())
     if fmt is not None:
-        dataset.format = fmt
-    dataset.status = DatasetStatus.VALIDATING
-    dataset.updated_at = utcnow()
-    session.add(dataset)
+        values["format"] = fmt
+    # Only if it is still finished: on SQLite the row lock above is a no-op, and two revalidations (as two formats,
+    # say) must not both pass, one queued as the format the other then writes.
+    queued = session.execute(
+        sa.update(Dataset)
+        .where(col(Dataset.id) == dataset.id, col(Dataset.status).in_(finished))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if queued.rowcount != 1:
+        session.rollback()
+        session.refresh(dataset)
+        raise Conflict(f"This dataset is {dataset.status.value}; only a ready or failed dataset can be revalidated.")
     session.commit()
+    session.refresh(dataset)
     return dataset
 
 
-def _reset_validation(dataset: Dataset) -> None:
-    for name in (
-        *STATISTIC_COLUMNS,
-        "error_count",
-        "warning_count",
-        "validated_at",
-        "validation_report",
-        "error_message",
-        "lease_owner",
-        "lease_expires_at",
-    ):
-        setattr(dataset, name, None)
-    dataset.training_ready = False
-    dataset.attempts = 0
+# What a validation wrote, cleared when the dataset is queued again.
+_VALIDATION_RESULTS = (
+    *STATISTIC_COLUMNS,
+    "error_count",
+    "warning_count",
+    "validated_at",
+    "validation_report",
+    "error_message",
+    "lease_owner",
+    "lease_expires_at",
+)
 
 
 def download_url(session: Session, store: ObjectStore, user_id: str, dataset_id: uuid.UUID | str) -> str:

@@ -197,9 +197,7 @@ class Sweeper:
         try:
             report = self._validate_with_retries(claim)
         except ObjectNotFound:
-            if self._write_failure(
-                claim, "The file is missing from storage. Upload it again as a new dataset.", file_missing=True
-            ):
+            if self._write_failure(claim, "The file is missing from storage. Upload it again as a new dataset."):
                 _log_outcome(claim, "error: the file is missing from storage", started)
         except _Retry:
             self._release(claim)
@@ -279,16 +277,13 @@ class Sweeper:
             )
         return self._finish(claim, values, notification)
 
-    def _write_failure(self, claim: Claim, message: str, *, file_missing: bool = False) -> bool:
-        now = utcnow()
+    def _write_failure(self, claim: Claim, message: str) -> bool:
         values = {
             "status": DatasetStatus.ERROR.value,
             "training_ready": False,
-            "validated_at": now,
+            "validated_at": utcnow(),
             "error_message": message,
         }
-        if file_missing:
-            values["purged_at"] = now
         return self._finish(
             claim, values, (NotificationKind.DATASET_FAILED, f"“{claim.name}” failed validation", message)
         )

@@ -127,13 +127,24 @@ def test_create_returns_dataset_upload_url_method_headers_and_path(client: TestC
     assert "http" not in json.dumps(dataset)
 
 
+FORMAT_CHOICES = "must be one of brightrun_lora_v4, brightrun_lora_v3, openai_chat"
+
+
 def test_revalidate_as_another_format(client: TestClient, engine: Engine) -> None:
     """A file uploaded as the wrong format is checked again as the right one, with an optional JSON body."""
     dataset_id = _uploaded_and_confirmed(client)["id"]
     _set_status(engine, dataset_id, DatasetStatus.ERROR)
     unknown = client.post(f"/api/datasets/{dataset_id}/revalidate", json={"format": "alpaca"})
-    assert unknown.status_code == 400 and unknown.json()["details"][0]["field"] == "format"
-    assert client.post(f"/api/datasets/{dataset_id}/revalidate", json={"fmt": "openai_chat"}).status_code == 400
+    # In the service's words, as create and the page tell it.
+    expected = {"field": "format", "message": FORMAT_CHOICES, "code": "invalid_choice"}
+    assert unknown.status_code == 400 and unknown.json()["details"] == [expected]
+    created = client.post("/api/datasets", json={**BODY, "format": "alpaca"})
+    assert created.status_code == 400 and created.json()["details"] == [expected]
+    misspelt = client.post(f"/api/datasets/{dataset_id}/revalidate", json={"fmt": "openai_chat"})
+    assert misspelt.status_code == 400
+    assert misspelt.json()["details"] == [
+        {"field": "fmt", "message": "is not a field of this request", "code": "extra_forbidden"}
+    ]
     assert client.get(f"/api/datasets/{dataset_id}").json()["data"]["status"] == "error"  # nothing changed
     again = client.post(f"/api/datasets/{dataset_id}/revalidate", json={"format": "brightrun_lora_v3"})
     assert again.status_code == 200

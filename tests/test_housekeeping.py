@@ -147,6 +147,23 @@ def test_a_confirm_that_gets_in_first_wins(engine, store, settings):
     assert notifications(engine) == []
 
 
+def test_an_abandoned_upload_that_could_not_be_removed_is_left_for_the_purge(engine, store, settings, monkeypatch):
+    """purged_at says the bytes are gone; when removing them fails it is cleared again, so that the purge of the
+    dataset, once deleted, still removes them."""
+    abandoned = create(engine, store, settings, age=expired_age(settings), name="abandoned")
+    upload_key = service.upload_key_for(abandoned.storage_path)
+    store.put_stream(upload_key, [LINE * 3], max_bytes=len(LINE) * 3)
+
+    def refuse(_key: str) -> None:
+        raise StorageError("storage is down")
+
+    monkeypatch.setattr(store, "delete", refuse)
+    assert expire_abandoned_uploads(engine, store, settings) == 1
+    dataset = load(engine, abandoned.id)
+    assert dataset.status == DatasetStatus.ERROR and dataset.purged_at is None
+    assert store.head(upload_key) is not None
+
+
 def test_a_housekeeping_failure_is_logged_not_raised(engine, store, settings, monkeypatch, caplog):
     def broken(*_args: object) -> int:
         raise sa.exc.OperationalError("SELECT 1", {}, Exception("database went away"))

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from lora_core import service
 from lora_core.errors import Conflict, FieldProblem, InvalidInput, NotFound, StorageUnavailable, UploadRejected
 from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
-from lora_core.storage import LocalStore
+from lora_core.storage import LocalStore, StorageError
 
 ALICE = "alice"
 BOB = "bob"
@@ -177,6 +177,25 @@ class TestConfirm:
         with pytest.raises(Conflict, match=re.escape(service.NO_FILE_MESSAGE)):
             service.revalidate_dataset(session, store, ALICE, dataset.id)
 
+    def test_a_rejected_upload_that_could_not_be_removed_is_left_for_the_purge(self, session, store, settings):
+        """purged_at says the bytes are gone; when removing them fails it stays clear, so that housekeeping's purge
+        of the dataset, once deleted, still removes them."""
+        dataset = _create(session, store, settings).dataset
+        _upload(store, dataset, CONTENT + b"extra")
+
+        class StuckStore(LocalStore):
+            def delete(self, key):  # type: ignore[no-untyped-def]
+                raise StorageError("storage is down")
+
+        stuck = StuckStore(
+            settings.storage_root, secret_key=b"k", public_base_url="http://x", upload_ttl=60, download_ttl=60
+        )
+        with pytest.raises(UploadRejected):
+            service.confirm_upload(session, stuck, settings, ALICE, dataset.id)
+        stored = service.get_dataset(session, ALICE, dataset.id)
+        assert stored.status == DatasetStatus.ERROR and stored.purged_at is None
+        assert store.head(service.upload_key_for(dataset.storage_path)) is not None
+
     def test_size_mismatch_is_an_error_and_the_object_is_removed(self, session, store, settings):
         dataset = _create(session, store, settings).dataset
         _upload(store, dataset, CONTENT + b"extra")
@@ -304,6 +323,44 @@ class TestRevalidateAndDownload:
         assert "brightrun_lora_v4, brightrun_lora_v3, openai_chat" in raised.value.details[0].message
         stored = service.get_dataset(session, ALICE, dataset.id)
         assert (stored.status, stored.format) == (DatasetStatus.READY, dataset.format)
+
+    def test_a_revalidation_in_between_is_never_overwritten(self, session, store, settings, engine):
+        """Another revalidation (as another format) tries to queue the dataset between this one's checks and its
+        write. PostgreSQL's row lock keeps it waiting (here: its lock timeout), and this one goes through; on SQLite
+        the lock is a no-op, the other one wins, and this one is refused rather than overwrite it."""
+        dataset = self._finished(session, store, settings, DatasetStatus.ERROR)
+        postgres = engine.dialect.name == "postgresql"
+        blocked: list[bool] = []
+
+        class RacingStore(LocalStore):
+            def head(self, key):  # type: ignore[no-untyped-def]
+                try:
+                    with engine.begin() as connection:  # the other revalidation, while this one asks storage
+                        if postgres:
+                            connection.execute(sa.text("SET LOCAL lock_timeout = '500ms'"))
+                        connection.execute(
+                            sa.update(Dataset.__table__)
+                            .where(Dataset.__table__.c.id == dataset.id)
+                            .values(status=DatasetStatus.VALIDATING.value, format="brightrun_lora_v3")
+                        )
+                except sa.exc.OperationalError:
+                    blocked.append(True)
+                return super().head(key)
+
+        racing = RacingStore(
+            settings.storage_root, secret_key=b"k", public_base_url="http://x", upload_ttl=60, download_ttl=60
+        )
+        if postgres:
+            service.revalidate_dataset(session, racing, ALICE, dataset.id, "openai_chat")
+            expected = "openai_chat"
+        else:
+            with pytest.raises(Conflict, match="This dataset is validating"):
+                service.revalidate_dataset(session, racing, ALICE, dataset.id, "openai_chat")
+            expected = "brightrun_lora_v3"
+        assert blocked == ([True] if postgres else [])
+        with Session(engine) as fresh:
+            stored = fresh.get(Dataset, dataset.id)
+            assert (stored.status, stored.format) == (DatasetStatus.VALIDATING, expected)
 
     def test_revalidate_while_uploading_is_a_conflict(self, session, store, settings):
         dataset = _create(session, store, settings).dataset

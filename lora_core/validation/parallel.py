@@ -157,8 +157,8 @@ def start_worker_server() -> None:
         if not pool.submit(_started_without_main).result():
             logger.warning(
                 "Validation workers will start slowly: their forkserver could not import %s, so each one runs this "
-                "process's main script again. Install the project (`pip install -r requirements.txt` installs "
-                "lora_core) or run from the project folder.",
+                "process's main script again. Install lora_core (`pip install -e .` in the project folder, as "
+                "scripts/run.sh does) or run from the project folder.",
                 WORKER_MAIN_MODULE,
             )
 

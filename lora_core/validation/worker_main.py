@@ -11,7 +11,7 @@ gh-126631), and under Streamlit the script is whatever `sys.modules["__main__"]`
 So, in the forkserver only, `spawn.prepare` (which a new process runs first) leaves the main script out for the
 processes of parallel.py's `ValidationWorker` class, recognised by their name; any other process it forks is
 prepared as before. Python 3.11's forkserver ignores the caller's sys.path (gh-117378): it finds this module
-because requirements.txt installs lora_core (or, without that, from the project folder as working directory). One
+because the set-up scripts install lora_core (or, without that, from the project folder as working directory). One
 that cannot import it starts workers the old way, and `parallel.start_worker_server` logs a warning.
 """
 

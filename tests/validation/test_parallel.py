@@ -380,7 +380,7 @@ def test_workers_do_not_run_the_callers_main_script(tmp_path: Path, swap: bool, 
     Streamlit, the `streamlit` command (an import of Streamlit, ~0.2 s) or, once a page had run, the page script.
 
     From any folder: Python 3.11's forkserver imports with the caller's working directory on its path, not the
-    caller's sys.path (CPython gh-117378), and finds lora_core because requirements.txt installs it."""
+    caller's sys.path (CPython gh-117378), and finds lora_core because the set-up scripts install it."""
     worker_pids, ran, stderr = _run_caller(tmp_path, swap=swap, cwd=ROOT if folder == "project" else tmp_path)
     assert ran == [[ran[0][0], "__main__", "caller.py"]]  # here, and in no worker or forkserver
     assert len(worker_pids) >= 2 and "start slowly" not in stderr
