@@ -35,12 +35,26 @@ STATUS_FILTERS: dict[str, str | None] = {
     "Ready": DatasetStatus.READY.value,
     "Error": DatasetStatus.ERROR.value,
 }
-PAGE_KEY = "datasets_page"
+# The search, the status filter and the page number live in the URL (?search=…&status=…&page=…): a reload keeps
+# them, and a link to them can be shared.
+PAGE_PARAM = "page"
 LIST_PAGE_ID = "datasets"  # where a delete request from this page was made (components.request_delete)
 
 
+def _page_number() -> int:
+    value = st.query_params.get(PAGE_PARAM, "1")
+    return int(value) if value.isdigit() and 1 <= int(value) <= service.MAX_PAGE else 1
+
+
+def _go_to_page(number: int) -> None:
+    if number <= 1:
+        st.query_params.pop(PAGE_PARAM, None)
+    else:
+        st.query_params[PAGE_PARAM] = str(number)
+
+
 def _back_to_first_page() -> None:
-    st.session_state[PAGE_KEY] = 1
+    _go_to_page(1)
 
 
 def _fetch(user_id: str, search: str, status: str | None, page: int) -> service.DatasetPage:
@@ -50,7 +64,7 @@ def _fetch(user_id: str, search: str, status: str | None, page: int) -> service.
 
 def _page_has_pending(user_id: str, search: str, status: str | None) -> bool:
     try:
-        items = _fetch(user_id, search, status, st.session_state.get(PAGE_KEY, 1)).items
+        items = _fetch(user_id, search, status, _page_number()).items
     except ServiceError:
         return False  # _render_list shows the error
     return any(d.status in PENDING_STATUSES for d in items)
@@ -106,7 +120,8 @@ def _pagination(result: service.DatasetPage) -> None:
         icon=":material/chevron_left:",
         disabled=result.page <= 1,
         key="page-previous",
-        on_click=lambda: st.session_state.update({PAGE_KEY: result.page - 1}),
+        on_click=_go_to_page,
+        args=(result.page - 1,),
     )
     info_col.caption(f"{first}–{last} of {result.total} · page {result.page} of {result.total_pages}")
     next_col.button(
@@ -114,17 +129,19 @@ def _pagination(result: service.DatasetPage) -> None:
         icon=":material/chevron_right:",
         disabled=result.page >= result.total_pages,
         key="page-next",
-        on_click=lambda: st.session_state.update({PAGE_KEY: result.page + 1}),
+        on_click=_go_to_page,
+        args=(result.page + 1,),
     )
 
 
 def _render_list(user_id: str, search: str, status: str | None) -> bool:
     """Draw the current page of datasets; returns whether any of them is still uploading or validating."""
-    page_number = st.session_state.get(PAGE_KEY, 1)
+    page_number = _page_number()
     try:
         result = _fetch(user_id, search, status, page_number)
         if result.total and page_number > result.total_pages:  # the last item of the last page was deleted
-            st.session_state[PAGE_KEY] = page_number = result.total_pages
+            page_number = result.total_pages
+            _go_to_page(page_number)
             result = _fetch(user_id, search, status, page_number)
     except ServiceError as error:
         show_service_error(error)
@@ -175,7 +192,8 @@ show_flash()
 search_col, status_col = st.columns([3, 2], vertical_alignment="bottom")
 search = search_col.text_input(
     "Search by name",
-    key="datasets_search",
+    key="search",
+    bind="query-params",
     placeholder="Search by name",
     icon=":material/search:",
     live=True,
@@ -187,7 +205,8 @@ status_label = status_col.segmented_control(
     list(STATUS_FILTERS),
     default="All",
     required=True,
-    key="datasets_status",
+    key="status",
+    bind="query-params",
     on_change=_back_to_first_page,
 )
 status_filter = STATUS_FILTERS[status_label or "All"]

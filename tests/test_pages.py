@@ -278,9 +278,9 @@ def test_search_narrows_the_list_and_says_when_nothing_matches(rt: Runtime) -> N
     seed(rt, "Support chats March", DatasetStatus.READY, report=ready_report())
     seed(rt, "Sales calls", DatasetStatus.READY, report=ready_report())
     at = open_page("pages/datasets.py")
-    at.text_input(key="datasets_search").input("support").run()
+    at.text_input(key="search").input("support").run()
     assert dataset_names_listed(at) == ["Support chats March"]
-    at.text_input(key="datasets_search").input("nothing like this").run()
+    at.text_input(key="search").input("nothing like this").run()
     assert dataset_names_listed(at) == []
     assert "No datasets match this search or filter." in texts(at)
 
@@ -290,12 +290,12 @@ def test_status_filter_shows_only_that_status(rt: Runtime) -> None:
     seed(rt, "Bad one", DatasetStatus.ERROR, report=error_report())
     seed(rt, "Busy one", DatasetStatus.UPLOADING)
     at = open_page("pages/datasets.py")
-    status = at.button_group(key="datasets_status")
+    status = at.button_group(key="status")
     status.set_value("Error").run()
     assert dataset_names_listed(at) == ["Bad one"]
-    at.button_group(key="datasets_status").set_value("Uploading").run()
+    at.button_group(key="status").set_value("Uploading").run()
     assert dataset_names_listed(at) == ["Busy one"]
-    at.button_group(key="datasets_status").set_value("All").run()
+    at.button_group(key="status").set_value("All").run()
     assert len(dataset_names_listed(at)) == 3
 
 
@@ -310,6 +310,24 @@ def test_pagination_moves_between_pages(rt: Runtime) -> None:
     assert at.button(key="page-next").disabled
     at.button(key="page-previous").click().run()
     assert dataset_names_listed(at)[0] == "Set 00"
+
+
+def test_search_filter_and_page_live_in_the_url(rt: Runtime) -> None:
+    """A reload or a shared link shows the same list: the search, the status filter and the page are in the URL."""
+    for index in range(12):
+        seed(rt, f"Sales {index:02d}", DatasetStatus.READY, report=ready_report(), age_minutes=index)
+    seed(rt, "Support", DatasetStatus.READY, report=ready_report())
+    seed(rt, "Sales broken", DatasetStatus.ERROR, report=error_report())
+    at = AppTest.from_file(UI_SCRIPT, default_timeout=30)
+    at.query_params.update(search="sales", status="Ready", page="2")  # as a reloaded or shared URL gives them
+    at.run()
+    assert not at.exception
+    assert at.text_input(key="search").value == "sales" and at.button_group(key="status").value == "Ready"
+    assert dataset_names_listed(at) == ["Sales 10", "Sales 11"]
+    at.button(key="page-previous").click().run()
+    assert "page" not in at.query_params and dataset_names_listed(at)[0] == "Sales 00"
+    at.button(key="page-next").click().run()
+    assert at.query_params["page"] == "2"
 
 
 def test_delete_from_the_list_asks_then_removes(rt: Runtime) -> None:
