@@ -177,6 +177,23 @@ class TestConfirm:
         with pytest.raises(Conflict, match=re.escape(service.NO_FILE_MESSAGE)):
             service.revalidate_dataset(session, store, ALICE, dataset.id)
 
+    def test_a_dataset_without_a_file_is_told_so_without_asking_storage(self, session, store, settings):
+        """Known from the record: even with storage down, the answer is the 409 that says why, not a 503."""
+        dataset = _create(session, store, settings).dataset
+        with pytest.raises(UploadRejected):
+            service.confirm_upload(session, store, settings, ALICE, dataset.id)  # never uploaded
+
+        class DownStore(LocalStore):
+            def head(self, key):  # type: ignore[no-untyped-def]
+                raise StorageError("storage is down")
+
+        down = DownStore(
+            settings.storage_root, secret_key=b"k", public_base_url="http://x", upload_ttl=60, download_ttl=60
+        )
+        for call in (service.revalidate_dataset, service.download_url):
+            with pytest.raises(Conflict, match=re.escape(service.NO_FILE_MESSAGE)):
+                call(session, down, ALICE, dataset.id)
+
     def test_a_rejected_upload_that_could_not_be_removed_is_left_for_the_purge(self, session, store, settings):
         """purged_at says the bytes are gone; when removing them fails it stays clear, so that housekeeping's purge
         of the dataset, once deleted, still removes them."""
