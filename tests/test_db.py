@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
 
-from lora_core.db import make_engine, migrate
+from lora_core.db import MIGRATIONS_DIR, make_engine, migrate
 from lora_core.settings import Settings
+from tests.conftest import POSTGRES_ADMIN_URL, _postgres_unreachable_reason
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = {"alembic_version", "datasets", "notifications", "api_tokens"}
@@ -29,7 +37,7 @@ def test_a_fresh_database_is_migrated_to_head_and_migrating_again_changes_nothin
         "ix_datasets_deleted",
     } <= indexes
     with engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
     engine.dispose()
 
 
@@ -76,3 +84,57 @@ def test_the_migrations_build_exactly_the_tables_the_models_describe(settings: S
         )
     engine.dispose()
     assert differences == []
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of its own (not migrated), for a test that migrates step by step."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'steps.db'}"
+        return
+    reason = _postgres_unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    name = f"lora_steps_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_0004_marks_the_uploads_that_never_had_a_file(fresh_database_url: str) -> None:
+    """Rejected or abandoned before purged_at was set for them: in error, never validated. Validated errors, deleted
+    datasets and the rest keep theirs."""
+    engine = sa.create_engine(fresh_database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+    insert = sa.text(
+        "INSERT INTO datasets (id, user_id, name, format, status, storage_bucket, storage_path, file_name, file_size,"
+        " training_ready, created_at, updated_at, attempts, validated_at, deleted_at) VALUES (:id, 'u', 'n',"
+        " 'openai_chat', :status, 'b', :path, 'f', 1, false, :at, :at, 0, :validated, :deleted)"
+    )
+    at = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    rows = {  # id → (status, validated_at, deleted_at, purged_at expected)
+        1: ("error", None, None, True),  # rejected at confirm, or abandoned
+        2: ("error", at, None, False),  # validated, with errors: its file is there
+        3: ("ready", at, None, False),
+        4: ("uploading", None, None, False),
+        5: ("error", None, at, False),  # deleted: housekeeping's purge removes what is left
+    }
+    with engine.begin() as connection:
+        for number, (status, validated, deleted, _) in rows.items():
+            values = {"id": f"{number:032x}", "status": status, "path": f"p{number}", "at": at}
+            connection.execute(insert, {**values, "validated": validated, "deleted": deleted})
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    with engine.connect() as connection:
+        marked = dict(connection.execute(sa.text("SELECT storage_path, purged_at FROM datasets")).all())
+    assert {path for path, purged in marked.items() if purged is not None} == {"p1"}
+    engine.dispose()
