@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,11 +12,10 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import make_url
 
 from lora_core.db import MIGRATIONS_DIR, make_engine, migrate
 from lora_core.settings import Settings
-from tests.conftest import POSTGRES_ADMIN_URL, _postgres_unreachable_reason
+from tests.conftest import fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = {"alembic_version", "datasets", "notifications", "api_tokens"}
@@ -92,17 +90,8 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'steps.db'}"
         return
-    reason = _postgres_unreachable_reason()
-    if reason:
-        pytest.skip(reason)
-    name = f"lora_steps_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database() as url:
+        yield url
 
 
 def test_0004_marks_the_uploads_that_never_had_a_file(fresh_database_url: str) -> None:
