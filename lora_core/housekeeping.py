@@ -18,6 +18,7 @@ Every step is safe with several processes doing it at once: the change is one `U
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -90,12 +91,7 @@ def expire_abandoned_uploads(
             store.delete(upload_key_for(storage_path))
         except StorageError as error:  # the record already says why; the leftover is only wasted space
             log.warning("could not remove the abandoned upload of dataset %s: %s", dataset_id, error)
-            with engine.begin() as connection:  # so that the purge of the deleted dataset removes it later
-                connection.execute(
-                    sa.update(_datasets)
-                    .where(_datasets.c.id == dataset_id, _datasets.c.purged_at == now)
-                    .values(purged_at=None)
-                )
+            _unmark_purged(engine, dataset_id, now)  # so that the purge of the deleted dataset removes it later
     if expired:
         log.info("%d abandoned upload(s) marked as errors", expired)
     return expired
@@ -138,14 +134,19 @@ def purge_deleted_files(engine: Engine, store: ObjectStore, settings: Settings, 
             store.delete(upload_key_for(storage_path))
         except StorageError as error:
             log.warning("could not remove the file of deleted dataset %s (tried again later): %s", dataset_id, error)
-            with engine.begin() as connection:
-                connection.execute(
-                    sa.update(_datasets)
-                    .where(_datasets.c.id == dataset_id, _datasets.c.purged_at == now)
-                    .values(purged_at=None)
-                )
+            _unmark_purged(engine, dataset_id, now)
             continue
         purged += 1
     if purged:
         log.info("%d deleted dataset file(s) removed from storage", purged)
     return purged
+
+
+def _unmark_purged(engine: Engine, dataset_id: uuid.UUID, marked_at: datetime) -> None:
+    """Take back the purged_at this pass set (`marked_at`) when the file could not be removed after all."""
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(_datasets)
+            .where(_datasets.c.id == dataset_id, _datasets.c.purged_at == marked_at)
+            .values(purged_at=None)
+        )

@@ -256,21 +256,10 @@ def confirm_upload(
                 store.move(upload_key, dataset.storage_path)
             except StorageError as error:
                 raise StorageUnavailable(f"Could not store the uploaded file: {error}") from error
-        # Only if it is still uploading: on SQLite the row lock above is a no-op, and housekeeping may have expired
-        # the upload meanwhile (housekeeping.py); then that stands, and this confirm is refused.
+        # Housekeeping may have expired the upload meanwhile (housekeeping.py): then that stands.
         session.add(dataset)
-        queued = session.execute(
-            sa.update(Dataset)
-            .where(col(Dataset.id) == dataset.id, col(Dataset.status) == DatasetStatus.UPLOADING)
-            .values(status=DatasetStatus.VALIDATING, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if queued.rowcount != 1:
-            session.rollback()
-            session.refresh(dataset)
+        if not _update_while(session, dataset, (DatasetStatus.UPLOADING,), status=DatasetStatus.VALIDATING):
             raise Conflict(f"This dataset is {dataset.status.value}: {dataset.error_message or 'it changed meanwhile'}")
-        session.commit()
-        session.refresh(dataset)
         return dataset
     dataset.status = DatasetStatus.ERROR
     dataset.error_message = problem
@@ -378,24 +367,33 @@ def revalidate_dataset(
     if info is None:
         raise Conflict(NO_FILE_MESSAGE)
     values: dict[str, Any] = dict.fromkeys(_VALIDATION_RESULTS)
-    values.update(training_ready=False, attempts=0, status=DatasetStatus.VALIDATING, updated_at=utcnow())
+    values.update(training_ready=False, attempts=0, status=DatasetStatus.VALIDATING)
     if fmt is not None:
         values["format"] = fmt
-    # Only if it is still finished: on SQLite the row lock above is a no-op, and two revalidations (as two formats,
-    # say) must not both pass, one queued as the format the other then writes.
-    queued = session.execute(
+    # Two revalidations (as two formats, say) must not both pass, one queued as the format the other then writes.
+    if not _update_while(session, dataset, finished, **values):
+        raise Conflict(f"This dataset is {dataset.status.value}; only a ready or failed dataset can be revalidated.")
+    return dataset
+
+
+def _update_while(session: Session, dataset: Dataset, statuses: tuple[DatasetStatus, ...], **values: Any) -> bool:
+    """Write `values` (and updated_at) to `dataset` in one UPDATE that applies only while its status is still one of
+    `statuses`, what the caller checked it to be: on SQLite the row lock of `_owned_dataset` is a no-op, and another
+    request or housekeeping may have moved it on meanwhile. Commits and refreshes `dataset`; False when it had moved
+    (nothing written, the caller's pending changes dropped)."""
+    changed = session.execute(
         sa.update(Dataset)
-        .where(col(Dataset.id) == dataset.id, col(Dataset.status).in_(finished))
-        .values(**values)
+        .where(col(Dataset.id) == dataset.id, col(Dataset.status).in_(statuses))
+        .values(**values, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    if queued.rowcount != 1:
+    if changed.rowcount != 1:
         session.rollback()
         session.refresh(dataset)
-        raise Conflict(f"This dataset is {dataset.status.value}; only a ready or failed dataset can be revalidated.")
+        return False
     session.commit()
     session.refresh(dataset)
-    return dataset
+    return True
 
 
 # What a validation wrote, cleared when the dataset is queued again.

@@ -211,14 +211,9 @@ class Sweeper:
         else:
             if not self._write_report(claim, report):
                 return  # _finish logged why
-            errors, warnings = report.error_count, report.warning_count
-            _log_outcome(
-                claim,
-                f"{'ready' if report.valid else 'error'}, {errors:,} error{'s' if errors != 1 else ''}, "
-                f"{warnings:,} warning{'s' if warnings != 1 else ''}",
-                started,
-                validated=True,
-            )
+            verdict = "ready" if report.valid else "error"
+            counts = f"{_counted(report.error_count, 'error')}, {_counted(report.warning_count, 'warning')}"
+            _log_outcome(claim, f"{verdict}, {counts}", started, validated=True)
 
     def _validate_with_retries(self, claim: Claim) -> ValidationReport:
         delay = 0.5
@@ -363,6 +358,10 @@ def _log_outcome(claim: Claim, outcome: str, started: float, *, validated: bool 
     )
 
 
+def _counted(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'s' if count != 1 else ''}"
+
+
 def summarize_errors(report: dict[str, Any]) -> str:
     """For the detail page's banner and the notification: how many errors, and the one to fix first, with its line
     and suggestion.
@@ -374,7 +373,7 @@ def summarize_errors(report: dict[str, Any]) -> str:
     count = report.get("error_count") or 0
     errors: list[dict[str, Any]] = report.get("errors") or []
     counts: dict[str, int] = report.get("error_counts") or {}
-    text = f"{count:,} error{'s' if count != 1 else ''} found"
+    text = f"{_counted(count, 'error')} found"
     if not errors:
         return text
     listed = {issue["code"] for issue in errors}

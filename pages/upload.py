@@ -75,10 +75,10 @@ require_navigation()
 user_id = current_user_id()
 settings = runtime().settings
 
-# An upload runs only while this page is open (leaving it aborts the PUT; the next page's run, in ui.py, settles
-# it); coming back starts afresh.
+# An upload runs only while this page is open: leaving it aborts the PUT, and the next page's run (ui.py) settles
+# the job. Coming back starts afresh.
 if st.session_state.get("previous_page") != st.session_state.get("current_page"):
-    for stale in (JOB_KEY, PROBLEMS_KEY, REJECTED_KEY, RESTORE_KEY):
+    for stale in (PROBLEMS_KEY, REJECTED_KEY, RESTORE_KEY):
         st.session_state.pop(stale, None)
 
 pending = st.session_state.get(JOB_KEY)
