@@ -203,9 +203,8 @@ def _distribution_caption(distribution: Mapping[str, Any]) -> None:
 
 
 def _issues_frame(issues: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The listed line issues (never none: the tab returns before) as the table's rows."""
     frame = pd.DataFrame([{column: issue.get(column) for column in ISSUE_COLUMNS} for issue in issues])
-    if frame.empty:
-        return pd.DataFrame(columns=ISSUE_COLUMNS)
     frame["line"] = frame["line"].astype("Int64")
     frame["field"] = frame["field"].fillna("")  # most issues concern no one field: a blank, not "None"
     return frame
