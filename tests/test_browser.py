@@ -221,7 +221,7 @@ def test_download_works_at_the_address_the_user_opened(page: object, base_url: s
     page.get_by_role("button", name="Upload", exact=True).click()  # type: ignore[attr-defined]
     page.wait_for_url("**/dataset?id=*")  # type: ignore[attr-defined]
     sync_api.expect(page.get_by_text("Ready for training.")).to_be_visible()  # type: ignore[attr-defined]
-    page.get_by_role("button", name="Download").click()  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Download", exact=True).click()  # type: ignore[attr-defined]
     link = page.get_by_role("link", name="Save the file")  # type: ignore[attr-defined]
     href = link.get_attribute("href")
     assert href is not None and href.startswith("/api/storage/download?token="), href
