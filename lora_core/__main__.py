@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from lora_core.settings import DATASET_FORMATS, DEFAULT_FORMAT, get_settings
+
+if TYPE_CHECKING:
+    from lora_core.validation import ValidationLimits
+    from lora_core.validation.excerpts import Excerpt
+
+# What the summary reads of the file at a time when it looks up the text of an issue's line again.
+READ_BYTES = 1024 * 1024
 
 EXIT_VALID = 0
 EXIT_NOT_VALID = 1
@@ -83,12 +91,28 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
-        print(_summary(args.path, data))
+        print(_summary(args.path, data, _excerpts(args.path, data, limits)))
     return EXIT_VALID if report.valid else EXIT_NOT_VALID
 
 
-def _summary(path: str, report: dict[str, Any]) -> str:
-    """A readable report: verdict, statistics, then errors and warnings with line, field and suggestion."""
+def _excerpts(path: str, report: dict[str, Any], limits: ValidationLimits) -> dict[tuple[int, str, int], Excerpt]:
+    """The text around the columns and bytes the report's issues name, read from the file again; none when it can
+    no longer be read (the report stands without them)."""
+    from lora_core.validation.excerpts import excerpt_positions, read_excerpts
+
+    wanted = excerpt_positions([*report["errors"], *report["warnings"]])
+    if not wanted:
+        return {}
+    try:
+        with open(path, "rb") as handle:
+            return read_excerpts(iter(functools.partial(handle.read, READ_BYTES), b""), wanted, limits)
+    except OSError:
+        return {}
+
+
+def _summary(path: str, report: dict[str, Any], excerpts: Mapping[tuple[int, str, int], Excerpt] | None = None) -> str:
+    """A readable report: verdict, statistics, then errors and warnings with line, field and suggestion, and the
+    text around a column or byte the issue names (`excerpts`, keyed by line, "column" or "offset", position)."""
     stats = report["stats"]
     verdict = "READY" if report["valid"] else "NOT READY"
     lines = [
@@ -129,6 +153,11 @@ def _summary(path: str, report: dict[str, Any]) -> str:
                 where += f", byte {issue['offset']}"
             field = f" [{issue['field']}]" if issue["field"] else ""
             lines.append(f"  {where}: {issue['code']}{field}: {issue['message']}")
+            for marks in ("column", "offset"):
+                excerpt = (excerpts or {}).get((issue["line"], marks, issue.get(marks)))
+                if excerpt is not None:
+                    lines.append(f"      near: {excerpt.text}")
+                    lines.append(" " * (len("      near: ") + excerpt.caret) + "^")
             lines.append(f"      fix: {issue['suggestion']}")
         shown = len(issues)
         total = report[f"{kind[:-1]}_count"]

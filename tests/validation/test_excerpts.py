@@ -1,0 +1,152 @@
+"""The CLI's summary shows the text around the column or byte an issue names, with a caret under it
+(excerpts.py); the JSON report is unchanged."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lora_core.__main__ import main
+from lora_core.validation import ValidationLimits
+from lora_core.validation.excerpts import (
+    AFTER,
+    BEFORE,
+    Excerpt,
+    byte_excerpt,
+    column_excerpt,
+    display_width,
+    excerpt_positions,
+    read_excerpts,
+)
+from lora_core.validation.validator import validate_file
+
+GOOD = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+MISSING_COMMA = b'{"messages": [{"role": "user", "content": "hi"} {"role": "assistant", "content": "yo"}]}'
+
+
+def marked(excerpt: Excerpt) -> str:
+    """The character the caret points at (the text is ASCII in these tests)."""
+    return excerpt.text[excerpt.caret]
+
+
+def summary_lines(tmp_path: Path, content: bytes, capsys: Any, name: str = "data.jsonl") -> list[str]:
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert main(["validate", str(path), "--format", "openai_chat"]) == 1
+    return capsys.readouterr().out.splitlines()
+
+
+def caret_under(lines: list[str], issue_start: str) -> tuple[str, str]:
+    """For the issue line starting with `issue_start`: (its "near:" line, the character its caret points at)."""
+    at = next(index for index, line in enumerate(lines) if line.lstrip().startswith(issue_start))
+    near, caret = lines[at + 1], lines[at + 2]
+    assert near.startswith("      near: ") and caret.strip() == "^"
+    return near, near[caret.index("^")]
+
+
+def test_an_invalid_json_line_shows_the_text_at_its_column(tmp_path: Path, capsys: Any) -> None:
+    lines = summary_lines(tmp_path, GOOD * 3 + MISSING_COMMA + b"\n" + GOOD, capsys)
+    near, pointed = caret_under(lines, "line 4, column 49: invalid_json")
+    assert pointed == "{" and '"hi"} {"role": "assistant"' in near
+    # The fix follows the excerpt; the ready lines get none.
+    assert lines[lines.index(near) + 2].startswith("      fix: ")
+    assert sum(line.startswith("      near: ") for line in lines) == 1
+
+
+def test_the_end_of_a_cut_line_is_marked_after_its_last_character(tmp_path: Path, capsys: Any) -> None:
+    cut = GOOD[:60]
+    lines = summary_lines(tmp_path, GOOD + cut + b"\n", capsys)
+    issue = next(line for line in lines if "invalid_json" in line and line.startswith("  line 2"))
+    assert "unexpected end of data at character 61" in issue
+    near = lines[lines.index(issue) + 1]
+    caret = lines[lines.index(issue) + 2]
+    assert near.endswith(cut.decode()[-(BEFORE):]) and near.count("…") == 1  # cut before, nothing after
+    assert caret.index("^") == len(near)  # one past the last character
+
+
+def test_an_invalid_utf8_byte_is_shown_escaped_under_the_caret(tmp_path: Path, capsys: Any) -> None:
+    line = b'{"messages": [{"role": "user", "content": "Zo\xeb says hi"}, {"role": "assistant", "content": "ok"}]}\n'
+    lines = summary_lines(tmp_path, line, capsys)
+    near, pointed = caret_under(lines, "line 1, byte 45: invalid_utf8")
+    assert pointed == "\\" and "Zo\\xeb says" in near
+
+
+def test_a_long_line_is_cut_around_the_column() -> None:
+    line = b'{"text": "' + b"a" * 500 + b'" "b": "' + b"b" * 100 + b'"}'
+    excerpt = column_excerpt(line, 512)  # the space before "b"
+    assert excerpt.text.startswith("…") and excerpt.text.endswith("…")
+    assert len(excerpt.text) == 1 + BEFORE + AFTER + 1
+    assert excerpt.caret == 1 + BEFORE and marked(excerpt) == " "
+
+
+def test_wide_characters_and_control_characters_keep_the_caret_in_place() -> None:
+    line = '{"a": "漢字\tb"  x}'.encode()
+    excerpt = column_excerpt(line, 15)  # x: 14 characters before it
+    assert excerpt.text == '{"a": "漢字·b"  x}'
+    assert excerpt.caret == display_width('{"a": "漢字·b"  ') == 16  # two columns for each of 漢 and 字
+    assert display_width("e\u0301") == 1  # a combining accent takes no column
+
+
+def test_a_byte_window_starts_on_a_character() -> None:
+    line = "é".encode() * 40 + b"\xff" + b"tail"
+    excerpt = byte_excerpt(line, 80)
+    assert excerpt.text.startswith("…é") and "\\xfftail" in excerpt.text
+    assert excerpt.text[excerpt.caret :].startswith("\\xff")
+
+
+def test_lines_are_numbered_as_the_report_numbers_them_in_a_gzip_file_with_a_bom(tmp_path: Path) -> None:
+    content = b"\xef\xbb\xbf" + GOOD + b"\n" + b"\r\n".join([GOOD.strip(), MISSING_COMMA, GOOD.strip()]) + b"\n"
+    path = tmp_path / "data.jsonl.gz"
+    path.write_bytes(gzip.compress(content))
+    report = validate_file(path, "openai_chat").to_dict()
+    wanted = excerpt_positions(report["errors"])
+    assert list(wanted) == [4]  # after the BOM line and a blank line
+    found = read_excerpts([path.read_bytes()], wanted, ValidationLimits())
+    (excerpt,) = found.values()
+    assert marked(excerpt) == "{" and excerpt.text.endswith("…")
+
+
+def test_the_file_is_read_only_up_to_the_last_line_needed() -> None:
+    read: list[int] = []
+
+    def chunks() -> Iterator[bytes]:
+        for index in range(100_000):
+            read.append(index)
+            yield GOOD
+
+    found = read_excerpts(chunks(), {3: [("column", 5)]}, ValidationLimits())
+    assert list(found) == [(3, "column", 5)]
+    assert len(read) <= 100  # the reader's first 8 KiB (it sniffs for binary files), not 9 MB
+    assert read_excerpts(chunks(), {}, ValidationLimits()) == {}
+
+
+def test_issues_without_a_position_get_no_excerpt(tmp_path: Path, capsys: Any) -> None:
+    lines = summary_lines(tmp_path, b'{"messages": [{"role": "human", "content": "hi"}]}\n', capsys)
+    assert any("unknown_role" in line for line in lines)
+    assert not any(line.startswith("      near: ") for line in lines)
+
+
+@pytest.mark.parametrize("gone", [False, True], ids=["file there", "file gone before the excerpts"])
+def test_the_json_report_has_no_excerpts_and_a_vanished_file_drops_them(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch, gone: bool
+) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(MISSING_COMMA + b"\n")
+    assert main(["validate", str(path), "--format", "openai_chat", "--json"]) == 1
+    assert "near: " not in capsys.readouterr().out and "excerpt" not in json.dumps(validate_file(path).to_dict())
+    if gone:
+        import lora_core.validation.excerpts as excerpts_module
+
+        def vanish(*_args: object, **_kwargs: object) -> dict[Any, Any]:
+            raise FileNotFoundError(2, "No such file or directory")
+
+        monkeypatch.setattr(excerpts_module, "read_excerpts", vanish)
+    assert main(["validate", str(path), "--format", "openai_chat"]) == 1
+    out = capsys.readouterr().out
+    assert "line 1, column 49: invalid_json" in out
+    assert ("near: " in out) is not gone
