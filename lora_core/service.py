@@ -463,10 +463,20 @@ def mark_notification_read(session: Session, user_id: str, notification_id: uuid
 
 def mark_all_notifications_read(session: Session, user_id: str) -> int:
     """Mark every unread notification of the user read; returns how many were unread."""
+    return _mark_unread_read(session, user_id)
+
+
+def mark_dataset_notifications_read(session: Session, user_id: str, dataset_id: uuid.UUID | str) -> int:
+    """Mark the user's unread notifications about one dataset read: opening the dataset's result is reading them,
+    and the unread count should not keep asking for it. Returns how many were unread."""
+    return _mark_unread_read(session, user_id, col(Notification.dataset_id) == _parse_id(dataset_id, "Dataset"))
+
+
+def _mark_unread_read(session: Session, user_id: str, *where: sa.ColumnElement[bool]) -> int:
     now: datetime = utcnow()
     result = session.execute(
         sa.update(Notification)
-        .where(col(Notification.user_id) == user_id, col(Notification.read_at).is_(None))
+        .where(col(Notification.user_id) == user_id, col(Notification.read_at).is_(None), *where)
         .values(read_at=now)
     )
     session.commit()

@@ -409,6 +409,10 @@ if dataset.status in PENDING_STATUSES:
     _live_status(user_id, dataset_id, dataset.status)
     st.stop()
 
+# The result is on screen: the notifications announcing it are read (the sidebar's count follows at its next poll).
+with runtime().session() as session:
+    service.mark_dataset_notifications_read(session, user_id, dataset.id)
+
 report: Mapping[str, Any] = dataset.validation_report or {}
 if dataset.status == DatasetStatus.ERROR:
     st.error(

@@ -752,7 +752,7 @@ def test_notifications_page_lists_links_and_marks_read(rt: Runtime) -> None:
     at = open_page("pages/notifications.py")
     assert f"**{escape_markdown(first.title)}**" in [m.value for m in at.markdown]
     opens = [link for link in at.get("page_link") if link.proto.label == "Open dataset"]
-    assert len(opens) == 2 and all(str(dataset.id) in link.proto.page for link in opens) is not None
+    assert [link.proto.query_string for link in opens] == [f"id={dataset.id}"] * 2
     at.button(key=f"read-{first.id}").click().run()
     assert "1 unread notification" in sidebar_link_labels(at)
     at.button(key="mark-all-read").click().run()
@@ -760,6 +760,27 @@ def test_notifications_page_lists_links_and_marks_read(rt: Runtime) -> None:
     assert "No unread notifications" in sidebar_link_labels(at)
     with rt.session() as session:
         assert service.unread_notification_count(session, ALICE) == 0
+
+
+def test_opening_a_dataset_result_marks_its_notifications_read(rt: Runtime) -> None:
+    ready = seed(rt, "Done", DatasetStatus.READY, report=ready_report())
+    revalidating = seed(rt, "Again", DatasetStatus.VALIDATING)  # its earlier result was announced
+    notify(rt, ready)
+    notify(rt, ready, ok=False)
+    notify(rt, revalidating)
+    notify(rt, ready, user_id=BOB)  # not Alice's: never hers to read
+
+    def unread() -> int:
+        with rt.session() as session:
+            return service.unread_notification_count(session, ALICE)
+
+    open_page("pages/dataset.py", {"id": str(revalidating.id)})
+    assert unread() == 3  # no result on screen yet: still unread
+    at = open_page("pages/dataset.py", {"id": str(ready.id)})
+    assert "Ready for training." in texts(at)
+    assert unread() == 1
+    with rt.session() as session:
+        assert service.unread_notification_count(session, BOB) == 1
 
 
 def test_notifications_empty_state(rt: Runtime) -> None:

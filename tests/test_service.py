@@ -393,9 +393,14 @@ class TestRevalidateAndDownload:
 
 
 class TestNotifications:
-    def _notify(self, session, user, title):  # type: ignore[no-untyped-def]
+    def _notify(self, session, user, title, dataset_id=None):  # type: ignore[no-untyped-def]
         notification = Notification(
-            user_id=user, kind=NotificationKind.DATASET_READY, title=title, message="m", created_at=utcnow()
+            user_id=user,
+            dataset_id=dataset_id,
+            kind=NotificationKind.DATASET_READY,
+            title=title,
+            message="m",
+            created_at=utcnow(),
         )
         session.add(notification)
         session.commit()
@@ -416,6 +421,23 @@ class TestNotifications:
         assert service.unread_notification_count(session, ALICE) == 0
         assert service.unread_notification_count(session, BOB) == 1
         assert session.exec(select(Notification).where(Notification.user_id == BOB)).one().read_at is None
+
+    def test_opening_a_dataset_marks_only_its_owners_notifications_about_it_read(self, session, store, settings):
+        dataset = _create(session, store, settings).dataset
+        other = _create(session, store, settings).dataset
+        about = [self._notify(session, ALICE, "ready", dataset.id), self._notify(session, ALICE, "again", dataset.id)]
+        self._notify(session, ALICE, "other", other.id)
+        self._notify(session, ALICE, "no dataset")
+        bobs = self._notify(session, BOB, "bob's, same id", dataset.id)
+        assert service.mark_dataset_notifications_read(session, ALICE, dataset.id) == 2
+        assert service.mark_dataset_notifications_read(session, ALICE, str(dataset.id)) == 0  # already read
+        unread = service.list_notifications(session, ALICE, unread_only=True)
+        assert sorted(n.title for n in unread) == ["no dataset", "other"]
+        assert all(n.read_at is not None for n in about)
+        session.refresh(bobs)
+        assert bobs.read_at is None
+        with pytest.raises(NotFound):
+            service.mark_dataset_notifications_read(session, ALICE, "not-an-id")
 
 
 class TestHardening:
