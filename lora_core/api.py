@@ -111,11 +111,21 @@ def _upload_threads() -> anyio.CapacityLimiter:
 # --- Request and response models --------------------------------------------------------------------------------
 
 
+def _field_title(name: str, _info: object) -> str:
+    """A field's title in the OpenAPI document from its Python name ("Unread Count"): pydantic would take the
+    camelCase alias and give "Unreadcount"."""
+    return name.replace("_", " ").title()
+
+
 class ApiModel(BaseModel):
     """camelCase on the wire (as in E02), snake_case in Python."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+        alias_generator=to_camel,
+        field_title_generator=_field_title,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
     )
 
 
@@ -127,6 +137,7 @@ class DatasetCreateRequest(service.DatasetCreate):
 
     model_config = ConfigDict(
         alias_generator=to_camel,
+        field_title_generator=_field_title,
         validate_by_name=False,
         validate_by_alias=True,
         extra="forbid",

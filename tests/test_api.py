@@ -609,3 +609,16 @@ def test_openapi_documents_every_route_with_resolvable_schemas(client: TestClien
     assert params == {"page", "limit", "status", "search"}
     assert spec["paths"]["/api/health"]["get"]["security"] == []
     assert spec["paths"]["/api/datasets/{id}"]["get"]["security"] == [{"bearerAuth": []}]
+    # Property titles are words ("Unread Count"), not a camelCase name run together ("Unreadcount").
+    titles = {
+        name: prop.get("title")
+        for schema in schemas.values()
+        for name, prop in schema.get("properties", {}).items()
+        if prop.get("title")
+    }
+    assert titles["unreadCount"] == "Unread Count" and titles["fileName"] == "File Name"
+    for name, title in titles.items():
+        assert title.replace(" ", "").lower() == name.lower() and (title.count(" ") == sum(map(str.isupper, name))), (
+            name,
+            title,
+        )
