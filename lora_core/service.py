@@ -308,8 +308,7 @@ def list_datasets(
     if status is not None:
         conditions.append(Dataset.status == DatasetStatus(status))
     if search and search.strip():
-        escaped = search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        conditions.append(col(Dataset.name).ilike(f"%{escaped}%", escape="\\"))
+        conditions.append(col(Dataset.name).ilike(f"%{_like_literal(search.strip())}%", escape="\\"))
     total = session.exec(select(sa.func.count()).select_from(Dataset).where(*conditions)).one()
     items = session.exec(
         select(Dataset)
@@ -319,6 +318,30 @@ def list_datasets(
         .limit(limit)
     ).all()
     return DatasetPage(items=list(items), total=total, page=page, limit=limit)
+
+
+def datasets_named(session: Session, user_id: str, name: str, *, limit: int = 3) -> list[Dataset]:
+    """The user's datasets (not deleted) named `name`, ignoring case and surrounding spaces, newest first: the
+    upload form says so before a second dataset gets the same name (allowed, but hard to tell apart later)."""
+    if not name.strip() or len(name) > 200 or _CONTROL.search(name):
+        return []
+    return list(
+        session.exec(
+            select(Dataset)
+            .where(
+                Dataset.user_id == user_id,
+                col(Dataset.deleted_at).is_(None),
+                col(Dataset.name).ilike(_like_literal(name.strip()), escape="\\"),
+            )
+            .order_by(col(Dataset.created_at).desc(), col(Dataset.id).desc())
+            .limit(limit)
+        ).all()
+    )
+
+
+def _like_literal(text: str) -> str:
+    """`text` as a LIKE pattern that matches itself (escape character `\\`)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def upload_allowed(session: Session, upload_key: str) -> bool:

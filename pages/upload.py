@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from lora_core import service
 from lora_core.errors import ServiceError
 from lora_core.settings import DATASET_FORMATS, DEFAULT_FORMAT
 from lora_ui import upload_flow
-from lora_ui.components import DETAIL_PAGE, escape_markdown, format_size
+from lora_ui.components import DETAIL_PAGE, escape_markdown, format_size, format_when
 from lora_ui.identity import current_user_id, runtime
 from lora_ui.navigation import require_navigation
 from lora_ui.upload_component import dataset_uploader
@@ -71,6 +72,29 @@ def _start_upload(user_id: str) -> None:
     st.session_state[RESTORE_KEY] = {key: st.session_state.get(key) for key in FORM_KEYS}
 
 
+def _same_name_note(user_id: str, name: str) -> None:
+    """Say so when the user already has a dataset of this name: allowed, but the two are hard to tell apart later."""
+    with runtime().session() as session:
+        same = service.datasets_named(session, user_id, name, limit=100)
+    rejected = st.session_state.get(REJECTED_KEY)  # just made by this form, and shown with its reason already
+    same = [dataset for dataset in same if str(dataset.id) != rejected]
+    if not same:
+        return
+    newest = same[0]
+    name_md = escape_markdown(newest.name)
+    if len(same) == 1:
+        already = f"a dataset named “{name_md}” (created {format_when(newest.created_at)})"
+    else:
+        already = f"{len(same)} datasets named “{name_md}” (the newest created {format_when(newest.created_at)})"
+    st.warning(
+        f"You already have {already}. Uploading creates another one; a name with a date or a version tells them apart.",
+        icon=":material/content_copy:",
+    )
+    st.page_link(
+        DETAIL_PAGE, label="Open the newest one" if len(same) > 1 else "Open it", query_params={"id": str(newest.id)}
+    )
+
+
 require_navigation()
 user_id = current_user_id()
 settings = runtime().settings
@@ -97,6 +121,8 @@ st.caption(
 
 with st.container(border=True):
     st.text_input("Name", key="upload_name", max_chars=200, placeholder="e.g. Support chats, March", disabled=busy)
+    if not busy:
+        _same_name_note(user_id, st.session_state.get("upload_name") or "")
     st.text_area(
         "Description (optional)",
         key="upload_description",

@@ -627,6 +627,29 @@ def test_upload_page_shows_the_form_and_refuses_an_incomplete_one(rt: Runtime) -
         assert service.list_datasets(session, ALICE).total == 0
 
 
+def test_upload_page_says_when_the_name_is_taken_already(rt: Runtime) -> None:
+    older = seed(rt, "Support chats", DatasetStatus.READY, report=ready_report(), age_minutes=90)
+    seed(rt, "Support_chats", DatasetStatus.READY, report=ready_report(), age_minutes=1)
+    seed(rt, "Old chats", DatasetStatus.READY, report=ready_report(), deleted_at=utcnow())
+    seed(rt, "Bob's chats", DatasetStatus.READY, report=ready_report(), user_id=BOB)
+    at = open_page("pages/upload.py")
+    assert not at.warning
+    for name in ("Other", "Old chats", "Bob's chats", "Support chat"):  # new, deleted, someone else's, a prefix
+        at.text_input(key="upload_name").input(name).run()
+        assert not at.warning, name
+    at.text_input(key="upload_name").input("  support CHATS ").run()
+    [warning] = at.warning
+    assert "You already have a dataset named “Support chats” (created 1 hour ago)." in warning.value
+    [link] = [link for link in at.get("page_link") if link.proto.label == "Open it"]
+    assert link.proto.query_string == f"id={older.id}"
+    at.text_input(key="upload_name").input("support_CHATS").run()  # only the name with `_` itself
+    assert "You already have a dataset named “Support\\_chats” (created 1 min ago)." in at.warning[0].value
+    at.text_input(key="upload_name").input("Support chats").run()
+    seed(rt, "SUPPORT chats", DatasetStatus.ERROR)
+    at.run()
+    assert "2 datasets named “SUPPORT chats” (the newest created just now)" in at.warning[0].value
+
+
 def test_form_problems() -> None:
     assert upload_flow.form_problems("x", {"name": "a.jsonl", "size": 10}, 100) == []
     assert upload_flow.form_problems("  ", None, 100) == ["Give the dataset a name.", "Choose the file to upload."]

@@ -259,6 +259,23 @@ class TestListing:
         assert service.list_datasets(session, ALICE, search="SALES").total == 2
         assert service.list_datasets(session, ALICE, search="\\").total == 0
 
+    def test_datasets_named_matches_the_whole_name_ignoring_case_and_spaces(self, session, store, settings):
+        sales, _other, percent, older_sales = self._make(
+            session, store, settings, ["Sales_Q1", "SalesXQ1", "100% real", "sales_q1"]
+        )
+        self._make(session, store, settings, ["Sales_Q1"], user=BOB)
+        deleted = self._make(session, store, settings, ["100% real"])[0]
+        service.delete_dataset(session, ALICE, deleted.id)
+
+        def named(name: str) -> list[str]:
+            return [str(d.id) for d in service.datasets_named(session, ALICE, name)]
+
+        assert named(" SALES_q1 ") == [str(older_sales.id), str(sales.id)]  # newest first
+        assert named("100% real") == [str(percent.id)]  # not the deleted one
+        assert named("100_ real") == named("Sales") == named("%") == named("_") == []
+        assert named("") == named("   ") == named("Sales_Q1\x00") == named("x" * 201) == []
+        assert len(service.datasets_named(session, ALICE, "sales_q1", limit=1)) == 1
+
     def test_status_filter_and_owner_scope(self, session, store, settings):
         mine = self._make(session, store, settings, ["a", "b"])
         self._make(session, store, settings, ["theirs"], user=BOB)
