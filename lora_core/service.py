@@ -32,7 +32,10 @@ from lora_core.errors import (
 )
 from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, Notification, utcnow
 from lora_core.settings import DATASET_FORMATS, DEFAULT_FORMAT, Settings
-from lora_core.storage import ObjectStore, StorageError, UploadTarget
+from lora_core.storage import ObjectNotFound, ObjectStore, StorageError, UploadTarget
+from lora_core.validation import ValidationLimits
+from lora_core.validation.excerpts import Excerpt, excerpt_positions, read_excerpts
+from lora_core.validation.spool import close_chunks
 
 log = logging.getLogger(__name__)
 
@@ -445,6 +448,30 @@ def download_url(session: Session, store: ObjectStore, user_id: str, dataset_id:
         return store.download_url(dataset.storage_path, dataset.file_name)
     except StorageError as error:
         raise StorageUnavailable(f"Could not prepare the download: {error}") from error
+
+
+def issue_excerpts(
+    session: Session, store: ObjectStore, settings: Settings, user_id: str, dataset_id: uuid.UUID | str
+) -> dict[tuple[int, str, int], Excerpt]:
+    """The text around each column or byte the dataset's listed issues name (excerpts.py), keyed by (line,
+    "column" or "offset", position): read from the stored file, only up to the last line needed."""
+    dataset = _owned_dataset(session, user_id, dataset_id)
+    if not dataset.file_stored:
+        raise Conflict(NO_FILE_MESSAGE)
+    report = dataset.validation_report or {}
+    wanted = excerpt_positions([*(report.get("errors") or []), *(report.get("warnings") or [])])
+    if not wanted:
+        return {}
+    try:
+        stream = store.open_stream(dataset.storage_path)
+        try:
+            return read_excerpts(stream.chunks, wanted, ValidationLimits.from_settings(settings))
+        finally:
+            close_chunks(stream.chunks)  # read only up to the last line needed: the rest is let go
+    except ObjectNotFound:
+        raise Conflict(NO_FILE_MESSAGE) from None
+    except StorageError as error:
+        raise StorageUnavailable(f"Could not read the file: {error}") from error
 
 
 def list_notifications(

@@ -13,6 +13,7 @@ from lora_core import service
 from lora_core.errors import NotFound, ServiceError
 from lora_core.models import Dataset, DatasetStatus
 from lora_core.settings import DATASET_FORMATS
+from lora_core.validation.excerpts import Excerpt
 from lora_ui import charts
 from lora_ui.components import (
     DATASETS_PAGE,
@@ -39,6 +40,7 @@ from lora_ui.navigation import require_navigation
 REFRESH_SECONDS = 2
 LISTED_ISSUES_LIMIT = 100  # FORMAT.md: the report lists the first 100 line issues of each kind
 ISSUE_COLUMNS = ["line", "code", "field", "message", "suggestion"]
+NEAR_MARK = "▶"  # in the Near column, before the character an issue's column or byte names
 NO_FILE_HELP = "No file is stored for this dataset (the message below says why); create the dataset again."
 
 
@@ -202,12 +204,25 @@ def _distribution_caption(distribution: Mapping[str, Any]) -> None:
 # --- Errors and warnings ----------------------------------------------------------------------------------------
 
 
-def _issues_frame(issues: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """The listed line issues (never none: the tab returns before) as the table's rows."""
+def _issues_frame(
+    issues: Sequence[Mapping[str, Any]], excerpts: Mapping[tuple[int, str, int], Excerpt] | None = None
+) -> pd.DataFrame:
+    """The listed line issues (never none: the tab returns before) as the table's rows; with `excerpts`, a column
+    of the text at each issue's column or byte, a marker before the character it names."""
     frame = pd.DataFrame([{column: issue.get(column) for column in ISSUE_COLUMNS} for issue in issues])
     frame["line"] = frame["line"].astype("Int64")
     frame["field"] = frame["field"].fillna("")  # most issues concern no one field: a blank, not "None"
+    if excerpts is not None:
+        frame.insert(3, "near", [_near(issue, excerpts) for issue in issues])
     return frame
+
+
+def _near(issue: Mapping[str, Any], excerpts: Mapping[tuple[int, str, int], Excerpt]) -> str:
+    for kind in ("column", "offset"):
+        excerpt = excerpts.get((issue["line"], kind, issue.get(kind)))
+        if excerpt is not None:
+            return excerpt.marked(NEAR_MARK)
+    return ""
 
 
 def _counts_frame(issues: Sequence[Mapping[str, Any]], counts: Mapping[str, int]) -> pd.DataFrame:
@@ -221,7 +236,13 @@ def _counts_frame(issues: Sequence[Mapping[str, Any]], counts: Mapping[str, int]
     return pd.DataFrame(rows, columns=["Code", "Count", "What to do"])
 
 
-def _issues_tab(kind: str, issues: Sequence[Mapping[str, Any]], counts: Mapping[str, int], total: int) -> None:
+def _issues_tab(
+    kind: str,
+    issues: Sequence[Mapping[str, Any]],
+    counts: Mapping[str, int],
+    total: int,
+    dataset: Dataset,
+) -> None:
     """Issues of the whole file as callouts, then the count and suggestion per code, then the listed line issues.
 
     Full width, so that messages and suggestions can be read (in a narrow column they were cut after a few words)."""
@@ -246,7 +267,7 @@ def _issues_tab(kind: str, issues: Sequence[Mapping[str, Any]], counts: Mapping[
             f"({len(issues):,} shown). The counts per code cover every one.",
             icon=":material/info:",
         )
-    frame = _issues_frame(line_issues)
+    frame = _issues_frame(line_issues, _excerpts(kind, line_issues, dataset))
     filter_col, search_col = st.columns([2, 2])
     codes = filter_col.multiselect(
         "Codes", sorted(frame["code"].dropna().unique()), key=f"{kind}-codes", placeholder="All codes"
@@ -269,10 +290,43 @@ def _issues_tab(kind: str, issues: Sequence[Mapping[str, Any]], counts: Mapping[
             "line": st.column_config.NumberColumn("Line", width="small", format="%d"),
             "code": st.column_config.TextColumn("Code", width="medium"),
             "field": st.column_config.TextColumn("Field", width="small"),
+            "near": st.column_config.TextColumn(
+                "Near", width="large", help=f"The text of the line; {NEAR_MARK} marks the column or byte named"
+            ),
             "message": st.column_config.TextColumn("Message", width="large"),
             "suggestion": st.column_config.TextColumn("Suggestion", width="large"),
         },
     )
+
+
+def _excerpts(
+    kind: str, line_issues: Sequence[Mapping[str, Any]], dataset: Dataset
+) -> Mapping[tuple[int, str, int], Excerpt] | None:
+    """The text at the columns and bytes the issues name, once asked for (it reads the file from storage again, up
+    to the last line needed); None until then, or when no issue names a position."""
+    if not any(issue.get("column") is not None or issue.get("offset") is not None for issue in line_issues):
+        return None
+    key = f"excerpts:{dataset.id}:{dataset.validated_at}"  # a new validation names other positions
+    if key in st.session_state:
+        return st.session_state[key]
+    if not st.button(
+        "Show the text at each column",
+        key=f"{kind}-excerpts",
+        icon=":material/text_select_start:",
+        disabled=not dataset.file_stored,
+        help="Reads the file again to show the text around each position an issue names, such as invalid JSON."
+        if dataset.file_stored
+        else NO_FILE_HELP,
+    ):
+        return None
+    try:
+        with st.spinner("Reading the file…"), runtime().session() as session:
+            found = service.issue_excerpts(session, runtime().store, runtime().settings, current_user_id(), dataset.id)
+    except ServiceError as error:
+        show_service_error(error)
+        return None
+    st.session_state[key] = found
+    return found
 
 
 def _issues(report: Mapping[str, Any], dataset: Dataset) -> None:
@@ -287,9 +341,9 @@ def _issues(report: Mapping[str, Any], dataset: Dataset) -> None:
     else:
         errors_tab, warnings_tab = st.tabs(labels)
     with errors_tab:
-        _issues_tab("errors", errors, report.get("error_counts") or {}, error_total)
+        _issues_tab("errors", errors, report.get("error_counts") or {}, error_total, dataset)
     with warnings_tab:
-        _issues_tab("warnings", warnings, report.get("warning_counts") or {}, warning_total)
+        _issues_tab("warnings", warnings, report.get("warning_counts") or {}, warning_total, dataset)
 
 
 # --- Samples ----------------------------------------------------------------------------------------------------

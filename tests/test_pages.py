@@ -23,6 +23,7 @@ from lora_core.housekeeping import expire_abandoned_uploads
 from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, Notification, NotificationKind, utcnow
 from lora_core.runtime import Runtime, get_runtime, reset_runtime
 from lora_core.settings import get_settings
+from lora_core.validation import validate_stream
 from lora_ui import upload_flow
 from lora_ui.components import PENDING_DELETE_KEY, escape_markdown
 
@@ -495,6 +496,50 @@ def test_error_dataset_shows_the_reason_and_says_only_100_are_listed(rt: Runtime
     assert "**Whole file:** Only 3 training pairs\\. Add more examples\\." in [e.value for e in at.error]
     counts = next(t.value for t in at.table if "missing_field" in set(t.value["Code"]))
     assert dict(zip(counts["Code"], counts["Count"], strict=True)) == {"missing_field": 150, "few_examples": 1}
+
+
+BROKEN_CHATS = (
+    b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+    b'{"messages": [{"role": "user", "content": "hi"} {"role": "assistant", "content": "yo"}]}\n'
+    b'{"messages": [{"role": "user", "content": "Zo\xeb"}, {"role": "assistant", "content": "ok"}]}\n'
+    b'{"messages": [{"role": "human", "content": "hi"}, {"role": "assistant", "content": "ok"}]}\n'
+)
+
+
+def errors_table(at: AppTest) -> Any:
+    return next(df.value for df in at.dataframe if "line" in df.value.columns and "code" in df.value.columns)
+
+
+def test_issues_show_the_text_at_each_column_when_asked(rt: Runtime) -> None:
+    report = validate_stream([BROKEN_CHATS], "openai_chat").to_dict()
+    dataset = seed(rt, "Broken chats", DatasetStatus.ERROR, report=report)
+    rt.store.put_stream(dataset.storage_path, iter([BROKEN_CHATS]), max_bytes=10_000)
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    assert "near" not in errors_table(at).columns  # the file is read again only when asked
+    at.button(key="errors-excerpts").click().run()
+    assert not at.exception
+    table = errors_table(at)
+    near = dict(zip(table["code"], table["near"], strict=True))
+    assert '"content": "hi"} ▶{"role": "assistant"' in near["invalid_json"]
+    assert '"content": "Zo▶\\xeb"' in near["invalid_utf8"]
+    assert near["unknown_role"] == ""  # names a field, not a column
+    rt.store.delete(dataset.storage_path)
+    at.run()  # kept for this dataset and validation: not read again
+    assert list(errors_table(at)["near"]) == list(table["near"])
+    assert not [button for button in at.button if button.key == "errors-excerpts"]  # shown: no button
+
+
+def test_the_text_at_each_column_of_a_lost_file_says_why(rt: Runtime) -> None:
+    report = validate_stream([BROKEN_CHATS], "openai_chat").to_dict()
+    lost = seed(rt, "Lost", DatasetStatus.ERROR, report=report)  # its file is not in storage
+    at = open_page("pages/dataset.py", {"id": str(lost.id)})
+    at.button(key="errors-excerpts").click().run()
+    assert not at.exception
+    assert service.NO_FILE_MESSAGE in [e.value for e in at.error]
+    assert "near" not in errors_table(at).columns
+    purged = seed(rt, "Rejected", DatasetStatus.ERROR, report=report, purged_at=utcnow())
+    at = open_page("pages/dataset.py", {"id": str(purged.id)})
+    assert at.button(key="errors-excerpts").disabled
 
 
 def test_uploading_dataset_says_the_upload_is_not_finished(rt: Runtime) -> None:

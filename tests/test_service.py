@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import uuid
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -407,6 +409,69 @@ class TestRevalidateAndDownload:
         claims = store.verify_token(url.split("token=", 1)[1], "get")
         assert claims.key == dataset.storage_path and claims.file_name == "chats.jsonl"
         assert session.get(Dataset, dataset.id).storage_path == dataset.storage_path
+
+
+class TestIssueExcerpts:
+    BAD = b'{"messages": [{"role": "user", "content": "hi"} {"role": "assistant", "content": "yo"}]}\n'
+
+    def _failed(self, session, store, settings, content):  # type: ignore[no-untyped-def]
+        from lora_core.validation import validate_stream
+
+        dataset = _create(session, store, settings).dataset
+        store.put_stream(dataset.storage_path, [content], max_bytes=10**9)
+        row = session.get(Dataset, dataset.id)
+        row.status = DatasetStatus.ERROR
+        row.validation_report = validate_stream([content], "openai_chat").to_dict()
+        session.add(row)
+        session.commit()
+        return row
+
+    def test_the_text_at_each_named_column_read_up_to_the_last_line_needed(self, session, store, settings):
+        dataset = self._failed(session, store, settings, CONTENT + self.BAD + CONTENT * 50_000)  # 4.6 MB
+        opened: list[Any] = []
+
+        class Watched(LocalStore):
+            def open_stream(self, key, chunk_size=64 * 1024):  # type: ignore[no-untyped-def]
+                stream = super().open_stream(key, chunk_size)
+                opened.append(stream.chunks)
+                return stream
+
+        watched = Watched(
+            settings.storage_root, secret_key=b"k", public_base_url="http://x", upload_ttl=60, download_ttl=60
+        )
+        found = service.issue_excerpts(session, watched, settings, ALICE, dataset.id)
+        [(key, excerpt)] = found.items()
+        assert key == (2, "column", 49) and excerpt.text[excerpt.at] == "{"
+        [chunks] = opened
+        assert inspect.getgeneratorstate(chunks) == inspect.GEN_CLOSED  # let go before the end of the file
+        with pytest.raises(NotFound):
+            service.issue_excerpts(session, store, settings, BOB, dataset.id)
+
+    def test_no_file_or_no_position_is_told_without_reading(self, session, store, settings):
+        no_position = self._failed(session, store, settings, b'{"messages": [{"role": "x", "content": "hi"}]}\n')
+        assert service.issue_excerpts(session, store, settings, ALICE, no_position.id) == {}
+        lost = self._failed(session, store, settings, self.BAD)
+        store.delete(lost.storage_path)
+        with pytest.raises(Conflict, match=re.escape(service.NO_FILE_MESSAGE)):
+            service.issue_excerpts(session, store, settings, ALICE, lost.id)
+        lost.purged_at = utcnow()
+        session.add(lost)
+        session.commit()
+        with pytest.raises(Conflict, match=re.escape(service.NO_FILE_MESSAGE)):
+            service.issue_excerpts(session, store, settings, ALICE, lost.id)
+
+    def test_storage_down_is_a_clear_error(self, session, store, settings):
+        dataset = self._failed(session, store, settings, self.BAD)
+
+        class DownStore(LocalStore):
+            def open_stream(self, key, chunk_size=64 * 1024):  # type: ignore[no-untyped-def]
+                raise StorageError("storage is down")
+
+        down = DownStore(
+            settings.storage_root, secret_key=b"k", public_base_url="http://x", upload_ttl=60, download_ttl=60
+        )
+        with pytest.raises(StorageUnavailable, match="Could not read the file: storage is down"):
+            service.issue_excerpts(session, down, settings, ALICE, dataset.id)
 
 
 class TestNotifications:

@@ -27,10 +27,16 @@ HIDDEN = "·"
 
 @dataclass(frozen=True)
 class Excerpt:
-    """A one-line window of a line; the marked character is `caret` display columns from its start."""
+    """A one-line window of a line; the marked character is `text[at]` (or the end), `caret` display columns from
+    the start (where a terminal shows a caret under it)."""
 
     text: str
+    at: int
     caret: int
+
+    def marked(self, mark: str) -> str:
+        """The text with `mark` just before the marked character, for where a caret line cannot go (a table)."""
+        return self.text[: self.at] + mark + self.text[self.at :]
 
 
 def excerpt_positions(issues: Iterable[Mapping[str, Any]]) -> dict[int, list[tuple[str, int]]]:
@@ -92,7 +98,7 @@ def byte_excerpt(line: bytes, offset: int) -> Excerpt:
 def _excerpt(before: str, after: str, cut_before: bool, cut_after: bool) -> Excerpt:
     shown_before = (ELLIPSIS if cut_before else "") + _visible(before)
     text = shown_before + _visible(after) + (ELLIPSIS if cut_after else "")
-    return Excerpt(text, display_width(shown_before))
+    return Excerpt(text, len(shown_before), display_width(shown_before))
 
 
 def _visible(text: str) -> str:

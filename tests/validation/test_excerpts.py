@@ -30,8 +30,9 @@ MISSING_COMMA = b'{"messages": [{"role": "user", "content": "hi"} {"role": "assi
 
 
 def marked(excerpt: Excerpt) -> str:
-    """The character the caret points at (the text is ASCII in these tests)."""
-    return excerpt.text[excerpt.caret]
+    """The character the caret points at (the caret's column is its index in these ASCII texts)."""
+    assert excerpt.caret == excerpt.at
+    return excerpt.text[excerpt.at]
 
 
 def summary_lines(tmp_path: Path, content: bytes, capsys: Any, name: str = "data.jsonl") -> list[str]:
@@ -89,6 +90,7 @@ def test_wide_characters_and_control_characters_keep_the_caret_in_place() -> Non
     excerpt = column_excerpt(line, 15)  # x: 14 characters before it
     assert excerpt.text == '{"a": "漢字·b"  x}'
     assert excerpt.caret == display_width('{"a": "漢字·b"  ') == 16  # two columns for each of 漢 and 字
+    assert excerpt.at == 14 and excerpt.marked("▶") == '{"a": "漢字·b"  ▶x}'
     assert display_width("e\u0301") == 1  # a combining accent takes no column
 
 
@@ -96,7 +98,7 @@ def test_a_byte_window_starts_on_a_character() -> None:
     line = "é".encode() * 40 + b"\xff" + b"tail"
     excerpt = byte_excerpt(line, 80)
     assert excerpt.text.startswith("…é") and "\\xfftail" in excerpt.text
-    assert excerpt.text[excerpt.caret :].startswith("\\xff")
+    assert excerpt.text[excerpt.at :].startswith("\\xff") and excerpt.caret == excerpt.at
 
 
 def test_lines_are_numbered_as_the_report_numbers_them_in_a_gzip_file_with_a_bom(tmp_path: Path) -> None:
