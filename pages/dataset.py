@@ -41,6 +41,8 @@ REFRESH_SECONDS = 2
 LISTED_ISSUES_LIMIT = 100  # FORMAT.md: the report lists the first 100 line issues of each kind
 ISSUE_COLUMNS = ["line", "code", "field", "message", "suggestion"]
 NEAR_MARK = "▶"  # in the Near column, before the character an issue's column or byte names
+EXCERPTS_ERROR_KEY = "excerpts_error"
+NEAR_BEFORE = 24  # characters kept ahead of it: a cell shows the start of its text
 NO_FILE_HELP = "No file is stored for this dataset (the message below says why); create the dataset again."
 
 
@@ -221,7 +223,7 @@ def _near(issue: Mapping[str, Any], excerpts: Mapping[tuple[int, str, int], Exce
     for kind in ("column", "offset"):
         excerpt = excerpts.get((issue["line"], kind, issue.get(kind)))
         if excerpt is not None:
-            return excerpt.marked(NEAR_MARK)
+            return excerpt.marked(NEAR_MARK, before=NEAR_BEFORE)
     return ""
 
 
@@ -299,6 +301,21 @@ def _issues_tab(
     )
 
 
+def _excerpts_key(dataset: Dataset) -> str:
+    return f"excerpts:{dataset.id}:{dataset.validated_at}"  # a new validation names other positions
+
+
+def _read_excerpts(dataset: Dataset) -> None:
+    """The button's callback, before the page runs: the text is there (or why not) when the table is drawn."""
+    try:
+        with st.spinner("Reading the file…"), runtime().session() as session:
+            found = service.issue_excerpts(session, runtime().store, runtime().settings, current_user_id(), dataset.id)
+    except ServiceError as error:
+        st.session_state[EXCERPTS_ERROR_KEY] = error
+        return
+    st.session_state[_excerpts_key(dataset)] = found
+
+
 def _excerpts(
     kind: str, line_issues: Sequence[Mapping[str, Any]], dataset: Dataset
 ) -> Mapping[tuple[int, str, int], Excerpt] | None:
@@ -306,10 +323,10 @@ def _excerpts(
     to the last line needed); None until then, or when no issue names a position."""
     if not any(issue.get("column") is not None or issue.get("offset") is not None for issue in line_issues):
         return None
-    key = f"excerpts:{dataset.id}:{dataset.validated_at}"  # a new validation names other positions
-    if key in st.session_state:
-        return st.session_state[key]
-    if not st.button(
+    found = st.session_state.get(_excerpts_key(dataset))
+    if found is not None:
+        return found
+    st.button(
         "Show the text at each column",
         key=f"{kind}-excerpts",
         icon=":material/text_select_start:",
@@ -317,16 +334,12 @@ def _excerpts(
         help="Reads the file again to show the text around each position an issue names, such as invalid JSON."
         if dataset.file_stored
         else NO_FILE_HELP,
-    ):
-        return None
-    try:
-        with st.spinner("Reading the file…"), runtime().session() as session:
-            found = service.issue_excerpts(session, runtime().store, runtime().settings, current_user_id(), dataset.id)
-    except ServiceError as error:
+        on_click=_read_excerpts,
+        args=(dataset,),
+    )
+    if (error := st.session_state.pop(EXCERPTS_ERROR_KEY, None)) is not None:
         show_service_error(error)
-        return None
-    st.session_state[key] = found
-    return found
+    return None
 
 
 def _issues(report: Mapping[str, Any], dataset: Dataset) -> None:

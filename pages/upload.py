@@ -91,7 +91,9 @@ def _same_name_note(user_id: str, name: str) -> None:
         icon=":material/content_copy:",
     )
     st.page_link(
-        DETAIL_PAGE, label="Open the newest one" if len(same) > 1 else "Open it", query_params={"id": str(newest.id)}
+        DETAIL_PAGE,
+        label="Open the newest of them" if len(same) > 1 else "Open the existing dataset",
+        query_params={"id": str(newest.id)},
     )
 
 

@@ -518,6 +518,7 @@ def test_issues_show_the_text_at_each_column_when_asked(rt: Runtime) -> None:
     assert "near" not in errors_table(at).columns  # the file is read again only when asked
     at.button(key="errors-excerpts").click().run()
     assert not at.exception
+    assert not [button for button in at.button if button.key == "errors-excerpts"]  # done: no button
     table = errors_table(at)
     near = dict(zip(table["code"], table["near"], strict=True))
     assert '"content": "hi"} ▶{"role": "assistant"' in near["invalid_json"]
@@ -526,7 +527,6 @@ def test_issues_show_the_text_at_each_column_when_asked(rt: Runtime) -> None:
     rt.store.delete(dataset.storage_path)
     at.run()  # kept for this dataset and validation: not read again
     assert list(errors_table(at)["near"]) == list(table["near"])
-    assert not [button for button in at.button if button.key == "errors-excerpts"]  # shown: no button
 
 
 def test_the_text_at_each_column_of_a_lost_file_says_why(rt: Runtime) -> None:
@@ -685,7 +685,7 @@ def test_upload_page_says_when_the_name_is_taken_already(rt: Runtime) -> None:
     at.text_input(key="upload_name").input("  support CHATS ").run()
     [warning] = at.warning
     assert "You already have a dataset named “Support chats” (created 1 hour ago)." in warning.value
-    [link] = [link for link in at.get("page_link") if link.proto.label == "Open it"]
+    [link] = [link for link in at.get("page_link") if link.proto.label == "Open the existing dataset"]
     assert link.proto.query_string == f"id={older.id}"
     at.text_input(key="upload_name").input("support_CHATS").run()  # only the name with `_` itself
     assert "You already have a dataset named “Support\\_chats” (created 1 min ago)." in at.warning[0].value

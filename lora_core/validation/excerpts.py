@@ -34,9 +34,14 @@ class Excerpt:
     at: int
     caret: int
 
-    def marked(self, mark: str) -> str:
-        """The text with `mark` just before the marked character, for where a caret line cannot go (a table)."""
-        return self.text[: self.at] + mark + self.text[self.at :]
+    def marked(self, mark: str, before: int | None = None) -> str:
+        """The text with `mark` just before the marked character, for where a caret line cannot go (a table cell,
+        which shows the start of its text: `before` keeps at most that many characters ahead of the mark)."""
+        if before is None or self.at <= before:
+            head = self.text[: self.at]
+        else:
+            head = ELLIPSIS + self.text[self.at - before : self.at]
+        return head + mark + self.text[self.at :]
 
 
 def excerpt_positions(issues: Iterable[Mapping[str, Any]]) -> dict[int, list[tuple[str, int]]]:

@@ -91,6 +91,8 @@ def test_wide_characters_and_control_characters_keep_the_caret_in_place() -> Non
     assert excerpt.text == '{"a": "漢字·b"  x}'
     assert excerpt.caret == display_width('{"a": "漢字·b"  ') == 16  # two columns for each of 漢 and 字
     assert excerpt.at == 14 and excerpt.marked("▶") == '{"a": "漢字·b"  ▶x}'
+    assert excerpt.marked("▶", before=14) == excerpt.marked("▶")
+    assert excerpt.marked("▶", before=3) == '…"  ▶x}'
     assert display_width("e\u0301") == 1  # a combining accent takes no column
 
 
