@@ -69,6 +69,11 @@ def _positive_int(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A report quotes the file's text (messages, excerpts); a terminal or a redirect in a legacy code page (cp1252 on
+    # Windows) cannot encode all of it: escape what it cannot, rather than fail with exit code 1 ("not valid").
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
     return args.handler(args)
 
 

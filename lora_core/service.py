@@ -325,21 +325,25 @@ def list_datasets(
 
 def datasets_named(session: Session, user_id: str, name: str, *, limit: int = 3) -> list[Dataset]:
     """The user's datasets (not deleted) named `name`, ignoring case and surrounding spaces, newest first: the
-    upload form says so before a second dataset gets the same name (allowed, but hard to tell apart later)."""
-    if not name.strip() or len(name) > 200 or _CONTROL.search(name):
+    upload form says so before a second dataset gets the same name (allowed, but hard to tell apart later).
+
+    Case is compared in Python (`casefold`): SQLite's own case folding knows only ASCII letters. The database
+    narrows the names to those of the same length first.
+    """
+    wanted = name.strip()
+    if not wanted or len(wanted) > 200 or _CONTROL.search(wanted):
         return []
-    return list(
-        session.exec(
-            select(Dataset)
-            .where(
-                Dataset.user_id == user_id,
-                col(Dataset.deleted_at).is_(None),
-                col(Dataset.name).ilike(_like_literal(name.strip()), escape="\\"),
-            )
-            .order_by(col(Dataset.created_at).desc(), col(Dataset.id).desc())
-            .limit(limit)
-        ).all()
+    folded = wanted.casefold()
+    candidates = session.exec(
+        select(Dataset)
+        .where(
+            Dataset.user_id == user_id,
+            col(Dataset.deleted_at).is_(None),
+            sa.func.length(Dataset.name) == len(wanted),
+        )
+        .order_by(col(Dataset.created_at).desc(), col(Dataset.id).desc())
     )
+    return [dataset for dataset in candidates if dataset.name.casefold() == folded][:limit]
 
 
 def _like_literal(text: str) -> str:
@@ -516,10 +520,16 @@ def mark_all_notifications_read(session: Session, user_id: str) -> int:
     return _mark_unread_read(session, user_id)
 
 
-def mark_dataset_notifications_read(session: Session, user_id: str, dataset_id: uuid.UUID | str) -> int:
+def mark_dataset_notifications_read(
+    session: Session, user_id: str, dataset_id: uuid.UUID | str, *, created_before: datetime | None = None
+) -> int:
     """Mark the user's unread notifications about one dataset read: opening the dataset's result is reading them,
-    and the unread count should not keep asking for it. Returns how many were unread."""
-    return _mark_unread_read(session, user_id, col(Notification.dataset_id) == _parse_id(dataset_id, "Dataset"))
+    and the unread count should not keep asking for it. `created_before` leaves alone what arrived after the page
+    read the dataset (the result of a validation it did not show). Returns how many were unread."""
+    about = col(Notification.dataset_id) == _parse_id(dataset_id, "Dataset")
+    if created_before is None:
+        return _mark_unread_read(session, user_id, about)
+    return _mark_unread_read(session, user_id, about, col(Notification.created_at) <= created_before)
 
 
 def _mark_unread_read(session: Session, user_id: str, *where: sa.ColumnElement[bool]) -> int:

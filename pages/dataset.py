@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
 
 from lora_core import service
 from lora_core.errors import NotFound, ServiceError
@@ -36,6 +38,8 @@ from lora_ui.components import (
 )
 from lora_ui.identity import current_user_id, runtime
 from lora_ui.navigation import require_navigation
+
+logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 2
 LISTED_ISSUES_LIMIT = 100  # FORMAT.md: the report lists the first 100 line issues of each kind
@@ -455,6 +459,24 @@ def _actions(user_id: str, dataset: Dataset) -> None:
             st.caption(f"This link works for {minutes} minutes; click Download again for a new one.")
 
 
+def _mark_notifications_read(user_id: str, dataset: Dataset) -> None:
+    """The result is on screen: the notifications announcing it are read (the sidebar's count follows at its next
+    poll). Those written with this version of the dataset or before it (the sweep writes a result and its
+    notification in one transaction, with one time), so that a later validation's is not read unseen; once per
+    version in a session, not at every rerun (on SQLite each UPDATE takes the write lock). A database error is
+    logged: the result stays on screen."""
+    key = f"notifications-read:{dataset.id}:{dataset.updated_at}"
+    if st.session_state.get(key):
+        return
+    try:
+        with runtime().session() as session:
+            service.mark_dataset_notifications_read(session, user_id, dataset.id, created_before=dataset.updated_at)
+    except SQLAlchemyError:
+        logger.warning("Could not mark the notifications of dataset %s read", dataset.id, exc_info=True)
+        return
+    st.session_state[key] = True
+
+
 # --- Page -------------------------------------------------------------------------------------------------------
 
 require_navigation()
@@ -476,9 +498,7 @@ if dataset.status in PENDING_STATUSES:
     _live_status(user_id, dataset_id, dataset.status)
     st.stop()
 
-# The result is on screen: the notifications announcing it are read (the sidebar's count follows at its next poll).
-with runtime().session() as session:
-    service.mark_dataset_notifications_read(session, user_id, dataset.id)
+_mark_notifications_read(user_id, dataset)
 
 report: Mapping[str, Any] = dataset.validation_report or {}
 if dataset.status == DatasetStatus.ERROR:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import streamlit as st
+from sqlalchemy.exc import OperationalError
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
@@ -782,8 +783,19 @@ def test_upload_flow_put_that_did_not_arrive_is_rejected_with_the_reason(rt: Run
 # --- Notifications ----------------------------------------------------------------------------------------------
 
 
-def notify(rt: Runtime, dataset: Dataset, *, ok: bool = True, read: bool = False, user_id: str = ALICE) -> Notification:
+def notify(
+    rt: Runtime,
+    dataset: Dataset,
+    *,
+    ok: bool = True,
+    read: bool = False,
+    user_id: str = ALICE,
+    later: bool = False,
+) -> Notification:
+    """A notification about `dataset`, written with its current version as the sweep writes one (`created_at` =
+    the dataset's `updated_at`), or `later` than it (the outcome of a validation the dataset does not show yet)."""
     notification = Notification(
+        created_at=dataset.updated_at + timedelta(seconds=1) if later else dataset.updated_at,
         user_id=user_id,
         dataset_id=dataset.id,
         kind=NotificationKind.DATASET_READY if ok else NotificationKind.DATASET_FAILED,
@@ -837,18 +849,42 @@ def test_opening_a_dataset_result_marks_its_notifications_read(rt: Runtime) -> N
     notify(rt, ready, ok=False)
     notify(rt, revalidating)
     notify(rt, ready, user_id=BOB)  # not Alice's: never hers to read
+    notify(rt, ready, later=True)  # a later validation's outcome, which the page has not shown
 
     def unread() -> int:
         with rt.session() as session:
             return service.unread_notification_count(session, ALICE)
 
     open_page("pages/dataset.py", {"id": str(revalidating.id)})
-    assert unread() == 3  # no result on screen yet: still unread
+    assert unread() == 4  # no result on screen yet: still unread
     at = open_page("pages/dataset.py", {"id": str(ready.id)})
     assert "Ready for training." in texts(at)
-    assert unread() == 1
+    assert unread() == 2
     with rt.session() as session:
         assert service.unread_notification_count(session, BOB) == 1
+
+
+def test_a_database_error_while_marking_read_leaves_the_result_on_screen(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ready = seed(rt, "Done", DatasetStatus.READY, report=ready_report())
+    notify(rt, ready)
+    calls: list[object] = []
+
+    def locked(*args: object, **kwargs: object) -> int:
+        calls.append(args)
+        raise OperationalError("UPDATE notifications", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(service, "mark_dataset_notifications_read", locked)
+    at = open_page("pages/dataset.py", {"id": str(ready.id)})
+    assert "Ready for training." in texts(at) and calls
+    at.run()
+    assert len(calls) == 2  # not marked: tried again at the next run
+    monkeypatch.undo()
+    at.run()
+    at.run()  # marked now
+    with rt.session() as session:
+        assert service.unread_notification_count(session, ALICE) == 0
 
 
 def test_notifications_empty_state(rt: Runtime) -> None:

@@ -262,8 +262,8 @@ class TestListing:
         assert service.list_datasets(session, ALICE, search="\\").total == 0
 
     def test_datasets_named_matches_the_whole_name_ignoring_case_and_spaces(self, session, store, settings):
-        sales, _other, percent, older_sales = self._make(
-            session, store, settings, ["Sales_Q1", "SalesXQ1", "100% real", "sales_q1"]
+        sales, _other, percent, older_sales, summer, sophia = self._make(
+            session, store, settings, ["Sales_Q1", "SalesXQ1", "100% real", "sales_q1", "Été 2024", "ΣΟΦΙΑ"]
         )
         self._make(session, store, settings, ["Sales_Q1"], user=BOB)
         deleted = self._make(session, store, settings, ["100% real"])[0]
@@ -274,6 +274,8 @@ class TestListing:
 
         assert named(" SALES_q1 ") == [str(older_sales.id), str(sales.id)]  # newest first
         assert named("100% real") == [str(percent.id)]  # not the deleted one
+        assert named("été 2024") == [str(summer.id)] and named("σοφια") == [str(sophia.id)]  # not only ASCII
+        assert named("  Sales_Q1\t") == named("sales_q1")  # a pasted tab is trimmed like a space
         assert named("100_ real") == named("Sales") == named("%") == named("_") == []
         assert named("") == named("   ") == named("Sales_Q1\x00") == named("x" * 201) == []
         assert len(service.datasets_named(session, ALICE, "sales_q1", limit=1)) == 1

@@ -81,7 +81,7 @@ def read_excerpts(
 
 def column_excerpt(line: bytes, column: int) -> Excerpt:
     """The window around character `column` (from 1) of a line; a column one past the end marks the end."""
-    text = line.decode("utf-8", "replace")
+    text = line.removesuffix(b"\r").decode("utf-8", "replace")  # the CR of a CRLF line end is not shown
     at = min(max(column - 1, 0), len(text))
     start = max(0, at - BEFORE)
     end = min(len(text), at + AFTER)
@@ -89,15 +89,24 @@ def column_excerpt(line: bytes, column: int) -> Excerpt:
 
 
 def byte_excerpt(line: bytes, offset: int) -> Excerpt:
-    """The window around byte `offset` of a line, bytes that are not UTF-8 shown as \\xNN."""
+    """The window around byte `offset` of a line, bytes that are not UTF-8 shown as \\xNN; both edges of the window
+    fall between characters, so that no character cut in two looks like more bad bytes."""
+    line = line.removesuffix(b"\r")
     at = min(max(offset, 0), len(line))
     start = max(0, at - BEFORE)
-    while start > 0 and 0x80 <= line[start] < 0xC0:  # not in the middle of a character
+    while start > 0 and _continues(line, start):
         start -= 1
     end = min(len(line), at + AFTER)
+    while at < end < len(line) and _continues(line, end):
+        end -= 1
     before = line[start:at].decode("utf-8", "backslashreplace")
     after = line[at:end].decode("utf-8", "backslashreplace")
     return _excerpt(before, after, start > 0, end < len(line))
+
+
+def _continues(line: bytes, index: int) -> bool:
+    """Whether byte `index` of UTF-8 text continues a character (10xxxxxx) rather than starting one."""
+    return 0x80 <= line[index] < 0xC0
 
 
 def _excerpt(before: str, after: str, cut_before: bool, cut_after: bool) -> Excerpt:
@@ -111,10 +120,11 @@ def _visible(text: str) -> str:
 
 
 def display_width(text: str) -> int:
-    """Terminal columns `text` takes: two for wide East Asian characters, none for combining marks."""
+    """Terminal columns `text` takes: two for wide East Asian characters, none for the marks drawn on the character
+    before them (accents, Thai vowel signs, variation selectors: Unicode categories Mn and Me)."""
     width = 0
     for char in text:
-        if unicodedata.combining(char):
+        if unicodedata.category(char) in ("Mn", "Me"):
             continue
         width += 2 if unicodedata.east_asian_width(char) in "WF" else 1
     return width

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,13 +97,23 @@ def test_wide_characters_and_control_characters_keep_the_caret_in_place() -> Non
     assert excerpt.marked("▶", before=14) == excerpt.marked("▶")
     assert excerpt.marked("▶", before=3) == '…"  ▶x}'
     assert display_width("e\u0301") == 1  # a combining accent takes no column
+    assert display_width("กัก") == 2 and display_width("\u2764\ufe0f") == 1  # a Thai vowel sign, a selector
 
 
-def test_a_byte_window_starts_on_a_character() -> None:
-    line = "é".encode() * 40 + b"\xff" + b"tail"
-    excerpt = byte_excerpt(line, 80)
-    assert excerpt.text.startswith("…é") and "\\xfftail" in excerpt.text
-    assert excerpt.text[excerpt.at :].startswith("\\xff") and excerpt.caret == excerpt.at
+def test_a_byte_window_starts_and_ends_between_characters() -> None:
+    line = "漢".encode() * 20 + b"\xff" + "字".encode() * 20  # three bytes each
+    excerpt = byte_excerpt(line, 60)
+    assert excerpt.text.startswith("…漢") and "\\x" not in excerpt.text.replace("\\xff", "")
+    assert excerpt.text.endswith("字…")
+    assert excerpt.text[excerpt.at :].startswith("\\xff字")
+    assert excerpt.caret == 2 * (excerpt.at - 1) + 1  # "…" is one column, each 漢 two
+
+
+def test_a_crlf_line_end_is_not_shown() -> None:
+    line = b'{"a": "unfinished\r'
+    excerpt = column_excerpt(line, len(line) + 1)  # past the end of the line, CR included
+    assert excerpt.text == '{"a": "unfinished' and excerpt.at == len(excerpt.text)
+    assert byte_excerpt(b'{"a": "Zo\xeb"}\r', 9).text == '{"a": "Zo\\xeb"}'
 
 
 def test_lines_are_numbered_as_the_report_numbers_them_in_a_gzip_file_with_a_bom(tmp_path: Path) -> None:
@@ -154,3 +167,19 @@ def test_the_json_report_has_no_excerpts_and_a_vanished_file_drops_them(
     out = capsys.readouterr().out
     assert "line 1, column 49: invalid_json" in out
     assert ("near: " in out) is not gone
+
+
+def test_a_terminal_that_cannot_show_the_text_gets_escapes_not_a_crash(tmp_path: Path) -> None:
+    """A legacy code page (cp1252 on Windows, or a redirect) cannot encode 漢: the summary escapes it; exit code 1
+    still means "not valid", not a crash."""
+    path = tmp_path / "cjk.jsonl"
+    path.write_bytes('{"messages": [{"role": "漢", "content": "字"} {"role": "assistant"}]}\n'.encode())
+    result = subprocess.run(
+        [sys.executable, "-m", "lora_core", "validate", str(path), "--format", "openai_chat"],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "cp1252"},
+        check=False,
+    )
+    assert result.returncode == 1 and not result.stderr
+    out = result.stdout.decode("cp1252")
+    assert "NOT READY" in out and "\\u6f22" in out and "near: " in out
