@@ -324,26 +324,33 @@ def list_datasets(
 
 
 def datasets_named(session: Session, user_id: str, name: str, *, limit: int = 3) -> list[Dataset]:
-    """The user's datasets (not deleted) named `name`, ignoring case and surrounding spaces, newest first: the
-    upload form says so before a second dataset gets the same name (allowed, but hard to tell apart later).
+    """The user's datasets (not deleted) named `name`, ignoring case, surrounding spaces and how the text is encoded
+    in Unicode, newest first: the upload form says so before a second dataset gets the same name (allowed, but hard
+    to tell apart later).
 
-    Case is compared in Python (`casefold`): SQLite's own case folding knows only ASCII letters. The database
-    narrows the names to those of the same length first.
+    Names are compared in Python (`_name_key`): SQLite folds the case of ASCII letters only, neither database
+    matches "Straße" with "STRASSE", nor a name pasted in decomposed form (macOS) with the same name typed. Only the
+    names are read for that, not the records.
     """
     wanted = name.strip()
     if not wanted or len(wanted) > 200 or _CONTROL.search(wanted):
         return []
-    folded = wanted.casefold()
-    candidates = session.exec(
-        select(Dataset)
-        .where(
-            Dataset.user_id == user_id,
-            col(Dataset.deleted_at).is_(None),
-            sa.func.length(Dataset.name) == len(wanted),
-        )
+    key = _name_key(wanted)
+    rows = session.exec(
+        select(Dataset.id, Dataset.name)
+        .where(Dataset.user_id == user_id, col(Dataset.deleted_at).is_(None))
         .order_by(col(Dataset.created_at).desc(), col(Dataset.id).desc())
     )
-    return [dataset for dataset in candidates if dataset.name.casefold() == folded][:limit]
+    ids = [dataset_id for dataset_id, stored in rows if _name_key(stored) == key][:limit]
+    if not ids:
+        return []
+    found = {dataset.id: dataset for dataset in session.exec(select(Dataset).where(col(Dataset.id).in_(ids)))}
+    return [found[dataset_id] for dataset_id in ids if dataset_id in found]
+
+
+def _name_key(name: str) -> str:
+    """What two names that mean the same share: composed Unicode, case folded ("Straße" and "STRASSE" alike)."""
+    return unicodedata.normalize("NFC", name.strip()).casefold()
 
 
 def _like_literal(text: str) -> str:
@@ -373,6 +380,8 @@ def delete_dataset(session: Session, user_id: str, dataset_id: uuid.UUID | str) 
     dataset.deleted_at = now
     dataset.updated_at = now
     session.add(dataset)
+    # Its notifications lead nowhere now ("Dataset not found"): they no longer ask to be read.
+    _mark_unread_read(session, user_id, col(Notification.dataset_id) == dataset.id)
     session.commit()
 
 
@@ -517,7 +526,9 @@ def mark_notification_read(session: Session, user_id: str, notification_id: uuid
 
 def mark_all_notifications_read(session: Session, user_id: str) -> int:
     """Mark every unread notification of the user read; returns how many were unread."""
-    return _mark_unread_read(session, user_id)
+    count = _mark_unread_read(session, user_id)
+    session.commit()
+    return count
 
 
 def mark_dataset_notifications_read(
@@ -526,18 +537,20 @@ def mark_dataset_notifications_read(
     """Mark the user's unread notifications about one dataset read: opening the dataset's result is reading them,
     and the unread count should not keep asking for it. `created_before` leaves alone what arrived after the page
     read the dataset (the result of a validation it did not show). Returns how many were unread."""
-    about = col(Notification.dataset_id) == _parse_id(dataset_id, "Dataset")
-    if created_before is None:
-        return _mark_unread_read(session, user_id, about)
-    return _mark_unread_read(session, user_id, about, col(Notification.created_at) <= created_before)
+    conditions = [col(Notification.dataset_id) == _parse_id(dataset_id, "Dataset")]
+    if created_before is not None:
+        conditions.append(col(Notification.created_at) <= created_before)
+    count = _mark_unread_read(session, user_id, *conditions)
+    session.commit()
+    return count
 
 
 def _mark_unread_read(session: Session, user_id: str, *where: sa.ColumnElement[bool]) -> int:
+    """Mark the user's unread notifications that meet `where` read, in the caller's transaction."""
     now: datetime = utcnow()
     result = session.execute(
         sa.update(Notification)
         .where(col(Notification.user_id) == user_id, col(Notification.read_at).is_(None), *where)
         .values(read_at=now)
     )
-    session.commit()
     return result.rowcount

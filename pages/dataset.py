@@ -268,9 +268,16 @@ def _issues_tab(
     if not line_issues:
         return
     if total > len(issues) or len(line_issues) >= LISTED_ISSUES_LIMIT:
+        whole_file = len(issues) - len(line_issues)
         st.info(
-            f"{total:,} {kind} in all; the report lists the first {LISTED_ISSUES_LIMIT} line {kind} "
-            f"({len(issues):,} shown). The counts per code cover every one.",
+            f"{total:,} {kind} in all. The table lists the first {len(line_issues):,} of the lines, as many as the "
+            "report keeps"
+            + (
+                f"; {whole_file:,} more, about the whole file, {'is' if whole_file == 1 else 'are'} above"
+                if whole_file
+                else ""
+            )
+            + ". The counts per code cover every one.",
             icon=":material/info:",
         )
     frame = _issues_frame(line_issues, _excerpts(kind, line_issues, dataset))
@@ -331,7 +338,7 @@ def _excerpts(
     if found is not None:
         return found
     st.button(
-        "Show the text at each column",
+        "Show the text near each error",
         key=f"{kind}-excerpts",
         icon=":material/text_select_start:",
         disabled=not dataset.file_stored,

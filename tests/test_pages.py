@@ -490,7 +490,10 @@ def test_error_dataset_shows_the_reason_and_says_only_100_are_listed(rt: Runtime
     page = texts(at)
     assert "Not ready for training." in page
     assert escape_markdown("150 lines miss `target_response` (missing_field).") in page
-    assert "151 errors in all; the report lists the first 100 line errors (101 shown)" in page
+    assert (
+        "151 errors in all. The table lists the first 100 of the lines, as many as the report keeps; 1 more, about "
+        "the whole file, is above. The counts per code cover every one."
+    ) in page
     assert "Errors (151)" in [t.label for t in at.tabs]
     errors = next(df.value for df in at.dataframe if "line" in df.value.columns and len(df.value) > 2)
     assert len(errors) == 100 and errors["line"].notna().all()  # the line errors; the file's own is above them

@@ -262,8 +262,11 @@ class TestListing:
         assert service.list_datasets(session, ALICE, search="\\").total == 0
 
     def test_datasets_named_matches_the_whole_name_ignoring_case_and_spaces(self, session, store, settings):
-        sales, _other, percent, older_sales, summer, sophia = self._make(
-            session, store, settings, ["Sales_Q1", "SalesXQ1", "100% real", "sales_q1", "Été 2024", "ΣΟΦΙΑ"]
+        sales, _other, percent, older_sales, summer, sophia, street, resume = self._make(
+            session,
+            store,
+            settings,
+            ["Sales_Q1", "SalesXQ1", "100% real", "sales_q1", "Été 2024", "ΣΟΦΙΑ", "Straße", "Re\u0301sume\u0301"],
         )
         self._make(session, store, settings, ["Sales_Q1"], user=BOB)
         deleted = self._make(session, store, settings, ["100% real"])[0]
@@ -276,6 +279,8 @@ class TestListing:
         assert named("100% real") == [str(percent.id)]  # not the deleted one
         assert named("été 2024") == [str(summer.id)] and named("σοφια") == [str(sophia.id)]  # not only ASCII
         assert named("  Sales_Q1\t") == named("sales_q1")  # a pasted tab is trimmed like a space
+        assert named("STRASSE") == [str(street.id)]  # ß folds to ss
+        assert named("Résumé") == [str(resume.id)]  # stored decomposed (as pasted on macOS), typed composed
         assert named("100_ real") == named("Sales") == named("%") == named("_") == []
         assert named("") == named("   ") == named("Sales_Q1\x00") == named("x" * 201) == []
         assert len(service.datasets_named(session, ALICE, "sales_q1", limit=1)) == 1
@@ -522,6 +527,18 @@ class TestNotifications:
         assert bobs.read_at is None
         with pytest.raises(NotFound):
             service.mark_dataset_notifications_read(session, ALICE, "not-an-id")
+
+    def test_deleting_a_dataset_marks_its_notifications_read(self, session, store, settings):
+        """They would lead to 'Dataset not found', which opening them can no longer clear."""
+        dataset = _create(session, store, settings).dataset
+        other = _create(session, store, settings).dataset
+        self._notify(session, ALICE, "failed", dataset.id)
+        self._notify(session, ALICE, "other", other.id)
+        bobs = self._notify(session, BOB, "bob's, same id", dataset.id)
+        service.delete_dataset(session, ALICE, dataset.id)
+        assert [n.title for n in service.list_notifications(session, ALICE, unread_only=True)] == ["other"]
+        session.refresh(bobs)
+        assert bobs.read_at is None
 
 
 class TestHardening:

@@ -21,8 +21,9 @@ from lora_core.validation.report import PendingIssues
 BEFORE = 50
 AFTER = 30
 ELLIPSIS = "…"
-# Shown for a character that would move the caret or the terminal (a tab, a CR, other control characters).
-HIDDEN = "·"
+# How a character that is invisible or would move the caret or the terminal (a tab, a CR, a no-break space, a
+# zero-width space, other control and format characters) is shown: as its escape, which names it.
+ESCAPES = {"\t": "\\t", "\r": "\\r", "\n": "\\n"}
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,12 @@ def _excerpt(before: str, after: str, cut_before: bool, cut_after: bool) -> Exce
 
 
 def _visible(text: str) -> str:
-    return "".join(HIDDEN if unicodedata.category(char)[0] in "CZ" and char != " " else char for char in text)
+    return "".join(char if char == " " or unicodedata.category(char)[0] not in "CZ" else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return ESCAPES.get(char) or (f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
 
 
 def display_width(text: str) -> int:

@@ -91,10 +91,10 @@ def test_a_long_line_is_cut_around_the_column() -> None:
 def test_wide_characters_and_control_characters_keep_the_caret_in_place() -> None:
     line = '{"a": "漢字\tb"  x}'.encode()
     excerpt = column_excerpt(line, 15)  # x: 14 characters before it
-    assert excerpt.text == '{"a": "漢字·b"  x}'
-    assert excerpt.caret == display_width('{"a": "漢字·b"  ') == 16  # two columns for each of 漢 and 字
-    assert excerpt.at == 14 and excerpt.marked("▶") == '{"a": "漢字·b"  ▶x}'
-    assert excerpt.marked("▶", before=14) == excerpt.marked("▶")
+    assert excerpt.text == '{"a": "漢字\\tb"  x}'  # the tab named, not expanded
+    assert excerpt.caret == display_width('{"a": "漢字\\tb"  ') == 17  # two columns for each of 漢 and 字
+    assert excerpt.at == 15 and excerpt.marked("▶") == '{"a": "漢字\\tb"  ▶x}'
+    assert excerpt.marked("▶", before=15) == excerpt.marked("▶")
     assert excerpt.marked("▶", before=3) == '…"  ▶x}'
     assert display_width("e\u0301") == 1  # a combining accent takes no column
     assert display_width("กัก") == 2 and display_width("\u2764\ufe0f") == 1  # a Thai vowel sign, a selector
@@ -107,6 +107,14 @@ def test_a_byte_window_starts_and_ends_between_characters() -> None:
     assert excerpt.text.endswith("字…")
     assert excerpt.text[excerpt.at :].startswith("\\xff字")
     assert excerpt.caret == 2 * (excerpt.at - 1) + 1  # "…" is one column, each 漢 two
+
+
+def test_invisible_characters_are_named_by_their_escapes() -> None:
+    line = '{"price": "5 · 6"},\u00a0{"x": "\u200b"}'.encode()
+    excerpt = column_excerpt(line, 20)  # the no-break space
+    assert excerpt.text == '{"price": "5 · 6"},\\u00a0{"x": "\\u200b"}'  # a real middle dot stays one
+    assert excerpt.text[excerpt.at :].startswith("\\u00a0")
+    assert column_excerpt("a\rb\U000e0001".encode(), 1).text == "a\\rb\\U000e0001"
 
 
 def test_a_crlf_line_end_is_not_shown() -> None:
