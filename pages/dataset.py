@@ -269,15 +269,10 @@ def _issues_tab(
         return
     if total > len(issues) or len(line_issues) >= LISTED_ISSUES_LIMIT:
         whole_file = len(issues) - len(line_issues)
+        above = f"; {whole_file:,} more, about the whole file, {'is' if whole_file == 1 else 'are'} above"
         st.info(
             f"{total:,} {kind} in all. The table lists the first {len(line_issues):,} of the lines, as many as the "
-            "report keeps"
-            + (
-                f"; {whole_file:,} more, about the whole file, {'is' if whole_file == 1 else 'are'} above"
-                if whole_file
-                else ""
-            )
-            + ". The counts per code cover every one.",
+            f"report keeps{above if whole_file else ''}. The counts per code cover every one.",
             icon=":material/info:",
         )
     frame = _issues_frame(line_issues, _excerpts(kind, line_issues, dataset))
