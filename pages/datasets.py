@@ -73,7 +73,7 @@ def _page_has_pending(user_id: str, search: str, status: str | None) -> bool:
 def _render_row(dataset: Dataset) -> None:
     with st.container(border=True, key=f"dataset-{dataset.id}"):
         name_col, status_col, stats_col, size_col, actions_col = st.columns(
-            [3.6, 1.3, 1.9, 1.3, 2.9], vertical_alignment="center"
+            [3.4, 1.6, 1.9, 1.3, 2.4], vertical_alignment="center"
         )
         with name_col:
             st.markdown(f"**{escape_markdown(dataset.name)}**")
@@ -184,13 +184,13 @@ require_navigation()
 user_id = current_user_id()
 confirm_delete_if_requested(user_id, LIST_PAGE_ID)
 
-title_col, upload_col = st.columns([4, 1], vertical_alignment="bottom")
+title_col, upload_col = st.columns([3, 1], vertical_alignment="bottom")
 title_col.title("Datasets")
 upload_col.page_link(UPLOAD_PAGE, label="Upload dataset", icon=":material/upload:")
 show_flash()
 
-search_col, status_col = st.columns([3, 2], vertical_alignment="bottom")
-search = search_col.text_input(
+# One above the other: side by side, the five statuses were cut off at 1280 px with the sidebar open.
+search = st.text_input(
     "Search by name",
     key="search",
     bind="query-params",
@@ -200,7 +200,7 @@ search = search_col.text_input(
     max_chars=200,
     on_change=_back_to_first_page,
 )
-status_label = status_col.segmented_control(
+status_label = st.segmented_control(
     "Status",
     list(STATUS_FILTERS),
     default="All",
