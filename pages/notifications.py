@@ -13,6 +13,7 @@ from lora_ui.navigation import require_navigation
 
 LIMIT = 100
 UNREAD_ONLY_KEY = "notifications_unread_only"
+WATCH_SECONDS = 3  # as often as the sidebar's count (lora_ui.notifications)
 
 
 def _mark_read(user_id: str, notification_id: str) -> None:
@@ -69,8 +70,24 @@ def _render(notification: Notification, user_id: str) -> None:
                 )
 
 
+def _version(user_id: str) -> tuple[int, str | None]:
+    """What the page shows depends on: the unread count and the newest notification."""
+    with runtime().session() as session:
+        newest = service.list_notifications(session, user_id, limit=1)
+        return service.unread_notification_count(session, user_id), str(newest[0].id) if newest else None
+
+
+@st.fragment(run_every=WATCH_SECONDS)
+def _watch(user_id: str, shown: tuple[int, str | None]) -> None:
+    """Redraw the page when a notification arrives or is read elsewhere: the sidebar's count and its toast said
+    so, while the list below stayed as it was until a reload."""
+    if _version(user_id) != shown:
+        st.rerun(scope="app")
+
+
 require_navigation()
 user_id = current_user_id()
+_watch(user_id, _version(user_id))
 title_col, all_col = st.columns([4, 1.4], vertical_alignment="bottom")
 title_col.title("Notifications")
 with runtime().session() as session:

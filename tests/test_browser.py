@@ -182,17 +182,51 @@ def test_a_failed_upload_says_why_and_keeps_nothing(page: object, base_url: str,
     sync_api.expect(page.get_by_text(name, exact=True)).to_have_count(0)  # type: ignore[attr-defined]
 
 
+def _api(base_url: str, method: str, path: str, body: object = None) -> dict[str, object]:
+    request = urllib.request.Request(
+        f"{base_url}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method=method,
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["data"]
+
+
 def _create_dataset(base_url: str, name: str) -> str:
     """Create a dataset through the JSON API and never send its file: it stays `uploading`. Returns its id."""
     body = {"name": name, "fileName": "later.jsonl", "fileSize": 100, "format": "brightrun_lora_v4"}
-    request = urllib.request.Request(
-        f"{base_url}/api/datasets",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
+    return str(_api(base_url, "POST", "/api/datasets", body)["dataset"]["id"])  # type: ignore[index]
+
+
+def _upload_through_the_api(base_url: str, name: str, content: bytes) -> str:
+    """Create, upload and confirm a dataset as an API client does; the sweep then validates it. Returns its id."""
+    body = {"name": name, "fileName": "api.jsonl", "fileSize": len(content), "format": "brightrun_lora_v4"}
+    created = _api(base_url, "POST", "/api/datasets", body)
+    dataset_id = str(created["dataset"]["id"])  # type: ignore[index]
+    upload_url = str(created["uploadUrl"])
+    if upload_url.startswith("/"):
+        upload_url = base_url + upload_url
+    put = urllib.request.Request(
+        upload_url,
+        data=content,
+        headers=dict(created["uploadHeaders"]),
+        method=str(created["uploadMethod"]),  # type: ignore[arg-type]
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return str(json.load(response)["data"]["dataset"]["id"])
+    with urllib.request.urlopen(put, timeout=30):
+        pass
+    _api(base_url, "POST", f"/api/datasets/{dataset_id}/confirm")
+    return dataset_id
+
+
+def test_the_notifications_page_shows_a_new_one_without_a_reload(page: object, base_url: str) -> None:
+    """The sidebar's count and toast told of a new notification while the page's own list stayed as it was."""
+    page.goto(f"{base_url}/notifications")  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_role("heading", name="Notifications")).to_be_visible()  # type: ignore[attr-defined]
+    _upload_through_the_api(base_url, "Arrived while watching", EQ12_PATH.read_bytes())
+    main = page.get_by_test_id("stMainBlockContainer")  # type: ignore[attr-defined]
+    sync_api.expect(main.get_by_text("“Arrived while watching” is ready", exact=False)).to_be_visible(timeout=20_000)
+    sync_api.expect(page.get_by_role("button", name="Mark all read")).to_be_enabled()  # type: ignore[attr-defined]
 
 
 def test_delete_from_a_list_that_refreshes_itself(page: object, base_url: str) -> None:
