@@ -46,6 +46,7 @@ LISTED_ISSUES_LIMIT = 100  # FORMAT.md: the report lists the first 100 line issu
 ISSUE_COLUMNS = ["line", "code", "field", "message", "suggestion"]
 NEAR_MARK = "▶"  # in the Near column, before the character an issue's column or byte names
 EXCERPTS_ERROR_KEY = "excerpts_error"
+REVALIDATE_ERROR_KEY = "revalidate_error"
 NEAR_BEFORE = 24  # characters kept ahead of it: a cell shows the start of its text
 NO_FILE_HELP = "No file is stored for this dataset (the message below says why); create the dataset again."
 
@@ -400,6 +401,19 @@ def _samples(report: Mapping[str, Any]) -> None:
 # --- Actions ----------------------------------------------------------------------------------------------------
 
 
+def _revalidate(user_id: str, dataset: Dataset, popover_key: str, format_key: str) -> None:
+    """The popover's button, before the page runs: queue the dataset again (as the chosen format) and close the
+    popover; the page then shows it validating, or why it could not."""
+    st.session_state[popover_key] = False
+    try:
+        with runtime().session() as session:
+            service.revalidate_dataset(
+                session, runtime().store, user_id, dataset.id, st.session_state.get(format_key, dataset.format)
+            )
+    except ServiceError as error:
+        st.session_state[REVALIDATE_ERROR_KEY] = error
+
+
 def _actions(user_id: str, dataset: Dataset) -> None:
     with st.container(horizontal=True, gap="small"):
         # A dataset whose upload was rejected, abandoned or lost has no file: nothing to offer but Delete.
@@ -414,24 +428,31 @@ def _actions(user_id: str, dataset: Dataset) -> None:
         cannot_revalidate = not dataset.file_stored or dataset.status not in (DatasetStatus.READY, DatasetStatus.ERROR)
         # A popover, for the format: a file found to be in another format is checked again as that one, without a
         # new upload (the `wrong_format` suggestion says which).
+        # Its open state is kept (on_change), so that revalidating can close it: it stayed open over the result.
+        popover_key = f"revalidate-popover-{dataset.id}"
         with st.popover(
             "Revalidate",
             icon=":material/refresh:",
             disabled=cannot_revalidate,
             help=no_file or "Check the file again with the current rules, as this format or another.",
+            key=popover_key,
+            on_change="rerun",
         ):
+            format_key = f"revalidate-format-{dataset.id}"  # a choice made for one dataset is not another's
             fmt = st.selectbox(
                 "Format",
                 DATASET_FORMATS,
                 index=DATASET_FORMATS.index(dataset.format) if dataset.format in DATASET_FORMATS else 0,
                 format_func=FORMAT_LABELS.get,
-                key=f"revalidate-format-{dataset.id}",  # a choice made for one dataset is not another's
+                key=format_key,
             )
-            revalidate_clicked = st.button(
+            st.button(
                 "Revalidate" if fmt == dataset.format else f"Revalidate as {FORMAT_LABELS[fmt]}",
                 type="primary",
                 key="revalidate",
                 disabled=cannot_revalidate,
+                on_click=_revalidate,
+                args=(user_id, dataset, popover_key, format_key),
             )
         st.button(
             "Delete",
@@ -440,14 +461,8 @@ def _actions(user_id: str, dataset: Dataset) -> None:
             on_click=request_delete,
             args=(dataset, _page_id(dataset.id)),
         )
-    if revalidate_clicked:
-        try:
-            with runtime().session() as session:
-                service.revalidate_dataset(session, runtime().store, user_id, dataset.id, fmt)
-        except ServiceError as error:
-            show_service_error(error)
-        else:
-            st.rerun()
+    if (error := st.session_state.pop(REVALIDATE_ERROR_KEY, None)) is not None:
+        show_service_error(error)
     if download_clicked:
         try:
             with runtime().session() as session:
