@@ -65,15 +65,16 @@ def status_badge(status: DatasetStatus | str) -> None:
 
 
 def format_size(size: int | None) -> str:
-    """Bytes in the largest binary unit that keeps the number readable (1.5 MB, 812 KB, 20 B)."""
+    """Bytes in the largest binary unit that keeps the number readable (1.5 MiB, 812.0 KiB, 20 B), named as binary
+    units: the upload limit is 500 MiB, and "500.0 MB" said 4.9% less than it is."""
     if size is None:
         return "—"
     value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
             return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
         value /= 1024
-    return f"{value:,.1f} GB"
+    return f"{value:,.1f} GiB"
 
 
 def format_thousands(value: int | None) -> str:

@@ -265,7 +265,7 @@ def test_list_shows_each_dataset_with_status_stats_size_and_time(rt: Runtime) ->
     page = texts(at)
     assert "**44** training pairs" in page and "**58.3K** tokens" in page
     assert "151 errors" in page
-    assert "1.2 MB" in page
+    assert "1.2 MiB" in page
     assert "5 min ago" in page
     assert ":material/description: ready\\.jsonl · BrightRun LoRA v4" in page  # the file, and its format
     badges = [m.value for m in at.markdown if "-badge[" in m.value]

@@ -48,7 +48,7 @@ def test_messages_per_role_keeps_chat_order() -> None:
 
 
 def test_formatting_helpers() -> None:
-    assert format_size(391_600) == "382.4 KB"
+    assert format_size(391_600) == "382.4 KiB"
     assert format_size(20) == "20 B"
     assert format_thousands(58_316) == "58.3K"
     assert format_thousands(999) == "999"

@@ -15,7 +15,7 @@ const FORBIDDEN_HEADERS = new Set(["content-length", "host", "connection", "acce
 
 function formatBytes(bytes) {
   if (!Number.isFinite(bytes)) return "";
-  const units = ["B", "KB", "MB", "GB"];
+  const units = ["B", "KiB", "MiB", "GiB"]; // binary units, as the pages name them
   let value = bytes;
   let unit = 0;
   while (value >= 1024 && unit < units.length - 1) {
