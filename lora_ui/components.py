@@ -53,6 +53,21 @@ def escape_markdown(text: str) -> str:
     return _MARKDOWN_SPECIALS.sub(r"\\\1", " ".join(text.split()))
 
 
+def escape_markdown_keeping_code(text: str) -> str:
+    """`escape_markdown`, except that the text's `code` spans stay code spans: our messages name codes and fields
+    that way (`wrong_format`), and showed the backticks. Nothing inside a code span is Markdown, so it needs no
+    escaping; with an unpaired backtick, the whole text stays literal."""
+    parts = " ".join(text.split()).split("`")
+    if len(parts) % 2 == 0:
+        return escape_markdown(text)
+    return "".join(
+        f"`{part}`"
+        if index % 2 and part.strip()
+        else _MARKDOWN_SPECIALS.sub(r"\\\1", f"`{part}`" if index % 2 else part)
+        for index, part in enumerate(parts)
+    )
+
+
 def escape_markdown_block(text: str) -> str:
     """Multi-line `text` made literal for `st.markdown`, keeping its line breaks and blank lines."""
     return "  \n".join(_MARKDOWN_SPECIALS.sub(r"\\\1", line) if line.strip() else "" for line in text.splitlines())

@@ -26,6 +26,7 @@ from lora_ui.components import (
     confirm_delete_if_requested,
     escape_markdown,
     escape_markdown_block,
+    escape_markdown_keeping_code,
     format_size,
     format_thousands,
     format_timestamp,
@@ -520,7 +521,8 @@ _mark_notifications_read(user_id, dataset)
 report: Mapping[str, Any] = dataset.validation_report or {}
 if dataset.status == DatasetStatus.ERROR:
     st.error(
-        "**Not ready for training.** " + escape_markdown(dataset.error_message or "Validation found errors."),
+        "**Not ready for training.** "
+        + escape_markdown_keeping_code(dataset.error_message or "Validation found errors."),
         icon=":material/error:",
     )
 else:

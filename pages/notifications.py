@@ -7,7 +7,14 @@ import streamlit as st
 from lora_core import service
 from lora_core.errors import ServiceError
 from lora_core.models import Notification, NotificationKind
-from lora_ui.components import DETAIL_PAGE, escape_markdown, format_when, is_uuid, show_service_error
+from lora_ui.components import (
+    DETAIL_PAGE,
+    escape_markdown,
+    escape_markdown_keeping_code,
+    format_when,
+    is_uuid,
+    show_service_error,
+)
 from lora_ui.identity import current_user_id, runtime
 from lora_ui.navigation import require_navigation
 
@@ -52,7 +59,7 @@ def _render(notification: Notification, user_id: str) -> None:
         with text_col:
             title = escape_markdown(notification.title)
             st.markdown(f"**{title}**" if unread else title)
-            st.text(notification.message)
+            st.markdown(escape_markdown_keeping_code(notification.message))
             st.caption(format_when(notification.created_at) + (" · unread" if unread else ""))
         with actions_col:
             dataset_id = _dataset_id_from_link(notification)

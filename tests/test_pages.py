@@ -489,7 +489,7 @@ def test_error_dataset_shows_the_reason_and_says_only_100_are_listed(rt: Runtime
     at = open_page("pages/dataset.py", {"id": str(dataset.id)})
     page = texts(at)
     assert "Not ready for training." in page
-    assert escape_markdown("150 lines miss `target_response` (missing_field).") in page
+    assert "150 lines miss `target_response` \\(missing\\_field\\)\\." in page  # the field as code
     assert (
         "151 errors in all. The table lists the first 100 of the lines, as many as the report keeps; 1 more, about "
         "the whole file, is above. The counts per code cover every one."

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from lora_ui import charts
-from lora_ui.components import escape_markdown, escape_markdown_block, format_size, format_thousands
+from lora_ui.components import (
+    escape_markdown,
+    escape_markdown_block,
+    escape_markdown_keeping_code,
+    format_size,
+    format_thousands,
+)
 
 EQ12_TOKEN_BINS = [
     {"from": 0, "to": 1, "count": 0},
@@ -59,4 +65,10 @@ def test_formatting_helpers() -> None:
     assert format_thousands(123_456_789) == "123M"
     assert format_thousands(999_500_000) == "1.00B"
     assert escape_markdown("a\n*b*") == "a \\*b\\*"
+    # Our messages' `code` spans stay code; the rest is literal, and an unpaired backtick leaves all of it so.
+    assert escape_markdown_keeping_code("44 of them `wrong_format`; *x*\n`a b`") == (
+        "44 of them `wrong_format`\\; \\*x\\* `a b`"
+    )
+    assert escape_markdown_keeping_code("a `[x](http://e.com)` `") == "a \\`\\[x\\]\\(http\\:\\/\\/e\\.com\\)\\` \\`"
+    assert escape_markdown_keeping_code("empty `` span") == "empty \\`\\` span"
     assert escape_markdown_block("# x\n\n<b>") == "\\# x  \n  \n\\<b\\>"
