@@ -105,7 +105,7 @@ def _excerpts(path: str, report: dict[str, Any], limits: ValidationLimits) -> di
     no longer be read (the report stands without them)."""
     from lora_core.validation.excerpts import excerpt_positions, read_excerpts
 
-    wanted = excerpt_positions([*report["errors"], *report["warnings"]])
+    wanted = excerpt_positions(report)
     if not wanted:
         return {}
     try:

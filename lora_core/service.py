@@ -471,8 +471,7 @@ def issue_excerpts(
     dataset = _owned_dataset(session, user_id, dataset_id)
     if not dataset.file_stored:
         raise Conflict(NO_FILE_MESSAGE)
-    report = dataset.validation_report or {}
-    wanted = excerpt_positions([*(report.get("errors") or []), *(report.get("warnings") or [])])
+    wanted = excerpt_positions(dataset.validation_report or {})
     if not wanted:
         return {}
     try:

@@ -94,11 +94,11 @@ def _watch(user_id: str, shown: tuple[int, str | None]) -> None:
 
 require_navigation()
 user_id = current_user_id()
-_watch(user_id, _version(user_id))
+shown = _version(user_id)
+_watch(user_id, shown)
+unread_count = shown[0]
 title_col, all_col = st.columns([4, 1.4], vertical_alignment="bottom")
 title_col.title("Notifications")
-with runtime().session() as session:
-    unread_count = service.unread_notification_count(session, user_id)
 all_col.button(
     "Mark all read",
     icon=":material/done_all:",

@@ -1,9 +1,10 @@
 """The text of a line around an issue's column or byte, with a caret under it, for people reading at a terminal.
 
 A report names a position ("column 45", "byte 12") but holds no line text (FORMAT.md), and a line of a dataset is
-often thousands of characters long: `invalid_json` at column 3,871 is hard to find by hand. The CLI's summary
-therefore reads the lines it needs once more, through the validator's own reader (so gzip, a BOM and line numbers
-are exactly as in the report), keeps a short window of each and stops after the last one it needs.
+often thousands of characters long: `invalid_json` at column 3,871 is hard to find by hand. The CLI's summary and
+the detail page (service.issue_excerpts) therefore read the lines they need once more, through the validator's own
+reader (so gzip, a BOM and line numbers are exactly as in the report), keep a short window of each and stop after
+the last one they need.
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ class Excerpt:
         return head + mark + self.text[self.at :]
 
 
-def excerpt_positions(issues: Iterable[Mapping[str, Any]]) -> dict[int, list[tuple[str, int]]]:
-    """line → the positions its issues mark: ("column", characters from 1) or ("offset", bytes from 0)."""
+def excerpt_positions(report: Mapping[str, Any]) -> dict[int, list[tuple[str, int]]]:
+    """line → the positions the report's listed errors and warnings mark: ("column", characters from 1) or
+    ("offset", bytes from 0)."""
     wanted: dict[int, list[tuple[str, int]]] = {}
-    for issue in issues:
+    for issue in [*(report.get("errors") or []), *(report.get("warnings") or [])]:
         if issue.get("line") is None:
             continue
         for kind in ("column", "offset"):

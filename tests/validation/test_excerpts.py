@@ -129,7 +129,7 @@ def test_lines_are_numbered_as_the_report_numbers_them_in_a_gzip_file_with_a_bom
     path = tmp_path / "data.jsonl.gz"
     path.write_bytes(gzip.compress(content))
     report = validate_file(path, "openai_chat").to_dict()
-    wanted = excerpt_positions(report["errors"])
+    wanted = excerpt_positions(report)
     assert list(wanted) == [4]  # after the BOM line and a blank line
     found = read_excerpts([path.read_bytes()], wanted, ValidationLimits())
     (excerpt,) = found.values()
