@@ -235,10 +235,11 @@ def _near(issue: Mapping[str, Any], excerpts: Mapping[tuple[int, str, int], Exce
 
 def _counts_frame(issues: Sequence[Mapping[str, Any]], counts: Mapping[str, int]) -> pd.DataFrame:
     """Each code, how often, and what to do about it (the suggestion of its first listed issue), readable in full
-    here: in the table of lines, the message and suggestion of each share one row."""
+    here: in the table of lines, the message and suggestion of each share one row. The table renders Markdown, and
+    a suggestion may quote the file (a role name): escaped, its `code` spans kept."""
     suggestions: dict[str, str] = {}
     for issue in issues:
-        suggestions.setdefault(issue["code"], issue.get("suggestion") or "")
+        suggestions.setdefault(issue["code"], escape_markdown_keeping_code(issue.get("suggestion") or ""))
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     rows = [(code, count, suggestions.get(code, "")) for code, count in ordered]
     return pd.DataFrame(rows, columns=["Code", "Count", "What to do"])
@@ -260,10 +261,8 @@ def _issues_tab(
     callout = st.error if kind == "errors" else st.warning
     for issue in issues:
         if issue.get("line") is None:
-            callout(
-                f"**Whole file:** {escape_markdown(issue['message'])} {escape_markdown(issue.get('suggestion') or '')}",
-                icon=":material/description:",
-            )
+            message = escape_markdown_keeping_code(f"{issue['message']} {issue.get('suggestion') or ''}")
+            callout(f"**Whole file:** {message}", icon=":material/description:")
     # A static table, which wraps its text: one row per code, each suggestion read in full.
     st.table(_counts_frame(issues, counts), hide_index=True, border="horizontal")
     line_issues = [issue for issue in issues if issue.get("line") is not None]

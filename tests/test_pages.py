@@ -478,6 +478,19 @@ def test_issue_tables_filter_by_code_and_text(rt: Runtime) -> None:
     assert list(table["code"]) == ["over_context_limit"]
 
 
+def test_the_count_table_renders_a_suggestion_quoting_the_file_as_text(rt: Runtime) -> None:
+    """st.table renders Markdown: a role name from the file, quoted in a suggestion, must not become a link."""
+    report = error_report(3)
+    for issue in report["errors"]:
+        if issue["code"] == "missing_field":
+            issue["suggestion"] = "Rename `[x](http://e.com)` to `user`; *now* [y](http://e.com)."
+    dataset = seed(rt, "Quoting", DatasetStatus.ERROR, report=report)
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    counts = next(t.value for t in at.table if "missing_field" in set(t.value["Code"]))
+    what = dict(zip(counts["Code"], counts["What to do"], strict=True))["missing_field"]
+    assert what == "Rename `[x](http://e.com)` to `user`\\; \\*now\\* \\[y\\]\\(http\\:\\/\\/e\\.com\\)\\."
+
+
 def test_error_dataset_shows_the_reason_and_says_only_100_are_listed(rt: Runtime) -> None:
     dataset = seed(
         rt,
