@@ -47,6 +47,15 @@ def test_no_rule_when_every_example_fits() -> None:
     assert len(_layers(charts.tokens_histogram(bins, 2048, max_tokens=2))) == 1
 
 
+def test_count_axes_have_whole_ticks_only() -> None:
+    """Tiny counts (EQ-12 has 4–21 examples per bin) must not get ticks at 0.2, 0.4, …"""
+    tokens_bars = _layers(charts.tokens_histogram(EQ12_TOKEN_BINS, 2048, max_tokens=2806))[0]
+    turns = charts.turns_histogram([{"from": 2, "to": 3, "count": 1}, {"from": 3, "to": None, "count": 2}]).to_dict()
+    for axis in (tokens_bars["encoding"]["y"]["axis"], turns["encoding"]["y"]["axis"]):
+        assert axis["tickMinStep"] == 1
+        assert axis["format"] == "~s"
+
+
 def test_messages_per_role_keeps_chat_order() -> None:
     spec = charts.messages_per_role({"assistant": 3, "user": 3, "system": 1}).to_dict()
     assert spec["encoding"]["y"]["sort"] == ["system", "user", "assistant"]
