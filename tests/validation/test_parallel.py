@@ -204,7 +204,6 @@ def test_a_case_has_what_it_is_named_for() -> None:
     assert many["error_counts"]["duplicate_id"] > 100
 
 
-@pytest.mark.skipif(not EQ12_PATH.exists(), reason="EQ-12 sample (CC-BY-4.0, © 2025 BrightRun) not available")
 @pytest.mark.parametrize("fmt", [V4, V3, OPENAI])
 def test_eq12_sample(fmt: str) -> None:
     report = assert_same_everywhere(EQ12_PATH.read_bytes(), fmt, block_lines=2)
