@@ -219,8 +219,8 @@ class RecordRules:
             self.missing(line, "system_prompt", 'a string (use "" for none)')
         elif type(system_prompt) is not str:
             self.wrong_type(line, "system_prompt", system_prompt, 'a string (use "" for none)')
-        elif not system_prompt or system_prompt.isspace():
-            # Whitespace-only counts as empty: training a blank system message teaches nothing.
+        elif not system_prompt:
+            # Only "" is empty (FORMAT.md): a prompt of spaces is a string, trained as the system message.
             add(
                 "empty_system_prompt",
                 line,
@@ -307,7 +307,6 @@ class RecordRules:
             and turn_number >= 1
             and type(system_prompt) is str
             and system_prompt
-            and not system_prompt.isspace()
             and type(user_input) is str
             and user_input
             and type(history) is list
@@ -338,7 +337,7 @@ class RecordRules:
         repeated = expected == "assistant"  # the history ends with a user entry: usual when it repeats the input
         if repeated:
             content = texts.pop()
-            if not (content == user_input or content.strip() == user_input.strip()):
+            if content != user_input:
                 return None
         self.note_id(line, record_id)
         if repeated:
@@ -372,7 +371,7 @@ class RecordRules:
             if expected == "assistant":  # it ends with a user entry
                 index = len(history) - 1
                 content = messages[-1][1]
-                if user_input is not None and (content == user_input or content.strip() == user_input.strip()):
+                if content == user_input:
                     messages.pop()
                     self._repeated_user_input(line, index)
                 else:
@@ -437,12 +436,9 @@ class RecordRules:
         repeated_index = -1
         if valid and valid[-1][1] == "user":
             index, _role, content = valid[-1]
-            # Compared after trimming: the exporter's copy and the input differ at most by surrounding whitespace.
-            if (
-                content is not None
-                and user_input is not None
-                and (content == user_input or content.strip() == user_input.strip())
-            ):
+            # Equal as FORMAT.md says, whitespace included: an entry that differs only by a trailing space or newline
+            # is another message (a chat template would send both), so `role_order`, not a warning.
+            if content is not None and content == user_input:
                 repeated_index = index
                 self._repeated_user_input(line, index)
             elif not order_reported:

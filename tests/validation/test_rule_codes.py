@@ -400,6 +400,14 @@ class TestPairWarnings:
         assert d["stats"]["messages_per_role"]["system"] == 9
         assert [m["role"] for m in sample_messages(d["samples"][0])] == ["user", "assistant", "user", "assistant"]
 
+    def test_a_system_prompt_of_spaces_is_not_empty_and_is_trained(self) -> None:
+        """FORMAT.md: "empty is a warning"; only `target_response` and assistant content are judged after trimming."""
+        d = run([changed(pair(1), "system_prompt", " ")] + [pair(i) for i in range(2, 11)])
+        expect_ready(d)
+        assert "empty_system_prompt" not in d["warning_counts"], describe(d)
+        assert d["stats"]["messages_per_role"]["system"] == 10
+        assert sample_messages(d["samples"][0])[0] == {"role": "system", "content": " "}
+
     @pytest.mark.parametrize("name", ["conversation_metadata", "emotional_context", "training_metadata"])
     def test_each_missing_metadata_object_is_a_warning_naming_it(self, name: str) -> None:
         d = run([pair(1), changed(pair(2), name, DELETE)] + [pair(i) for i in range(3, 11)])
@@ -476,6 +484,19 @@ class TestPairWarnings:
         record["conversation_history"].append({"turn": 3, "role": "user", "content": "Something else entirely."})
         d = run([record])
         expect_error(d, "role_order", 1)
+        assert "repeated_user_input" not in codes_at(d, 1)
+
+    @pytest.mark.parametrize("suffix", [" ", "\n", "\u3000"])
+    @pytest.mark.parametrize("fmt", [V4, V3])
+    def test_last_history_user_message_differing_only_in_whitespace_is_role_order(self, suffix: str, fmt: str) -> None:
+        """FORMAT.md asks for an entry *equal* to the input: one that differs by a trailing space is another message
+        (a trainer would send both), whichever path checks the line."""
+        record = pair(1)
+        record["conversation_history"].append(
+            {"turn": 3, "role": "user", "content": record["current_user_input"] + suffix}
+        )
+        d = run([record], fmt)
+        expect_error(d, "role_order", 1, field="conversation_history[2].role")
         assert "repeated_user_input" not in codes_at(d, 1)
 
 

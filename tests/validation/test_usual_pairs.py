@@ -4,7 +4,7 @@ Every file is validated twice, with the fast path and with it switched off (ever
 and `add_example`), and the reports must be equal, byte for byte as JSON. The files are exports of a few
 conversations, lines growing turn by turn as the exporter writes them, with any line replaced by one of many
 near-misses of the usual line (each must fall back to the general path) or by edge cases the fast path takes
-(an integer quality score, a repeated input differing only in surrounding whitespace, Unicode spaces), and with
+(an integer quality score, Unicode spaces), and with
 lines repeated, reordered and interleaved so that the reuse of the previous example's counts meets every case.
 """
 
@@ -94,7 +94,7 @@ CHANGES: list[tuple[str, Any]] = [
     ("current_user_input", ""),
     ("current_user_input", DELETE),
     ("current_user_input", 3),
-    ("current_user_input", "  Where do I even start?\n"),  # equal to a history entry after strip
+    ("current_user_input", "  Where do I even start?\n"),  # a history entry only after strip: role_order
     ("current_user_input", "Something else entirely."),
     ("conversation_history", []),
     ("conversation_history", DELETE),
