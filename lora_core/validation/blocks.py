@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,8 +56,29 @@ def size_words(size: int) -> str:
     return f"{size:,} bytes"
 
 
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
+# In a line the standard library parses, strings and the constants it accepts beyond JSON (NaN, Infinity).
+_STRING_OR_CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|-?Infinity|NaN')
+# In a JSON string: an escaped surrogate pair, a lone surrogate escape (group 1), or another escape.
+_ESCAPE = re.compile(
+    r"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|(u[dD][89a-fA-F][0-9a-fA-F]{2})|.)"
+)
+
+
+def _first_refusal(text: str, before: int) -> tuple[int, str | None] | None:
+    """The first thing before character `before` of a line that the standard library parses (up to there) but JSON
+    forbids, which orjson would have reported had a number too large for a double not stopped it first: (position,
+    the constant) for NaN or Infinity, (position, None) for a lone surrogate escape."""
+    # The whole text is scanned (a string cut at `before` would not match as one, and its inside would be read as
+    # tokens); what starts at or past `before` does not count.
+    for token in _STRING_OR_CONSTANT.finditer(text):
+        if token.start() >= before:
+            break
+        if token[0][0] != '"':
+            return token.start(), token[0]
+        for escape in _ESCAPE.finditer(token[0]):
+            if escape[1] is not None and token.start() + escape.start() < before:
+                return token.start() + escape.start(), None
+    return None
 
 
 class BlockIssues:
@@ -293,7 +315,28 @@ class BlockChecker:
             )
             return None
         column = exc.pos + 1  # orjson's pos counts characters of the decoded line, from 0
-        if "surrogate" in exc.msg:
+        message = exc.msg
+        surrogate = "surrogate" in message
+        if "infinity" in message:
+            # A number too large for a double (1e400): valid JSON, which orjson refuses and stops at. The standard
+            # library reads it (as infinity, then `out_of_range` or `wrong_type`), but it also accepts NaN and lone
+            # surrogates, so what orjson would have found after the number is looked for here.
+            text = line.decode("utf-8")
+            try:
+                value = json.loads(text)
+                syntax_at = len(text)
+            except json.JSONDecodeError as error:
+                value, syntax_at, message = None, error.pos, error.msg
+            refusal = _first_refusal(text, syntax_at)
+            if refusal is None and syntax_at == len(text):
+                return value
+            if refusal is None:
+                column = syntax_at + 1
+            else:
+                column = refusal[0] + 1
+                surrogate = refusal[1] is None
+                message = f"{refusal[1]} is not JSON"
+        if surrogate:
             self.issues.add(
                 "invalid_unicode",
                 number,
@@ -304,16 +347,11 @@ class BlockChecker:
                 column=column,
             )
             return None
-        if "infinity" in exc.msg:
-            try:
-                return json.loads(line, parse_constant=_refuse_constant)
-            except ValueError:
-                pass  # also not JSON to the standard library: report orjson's finding
         self.issues.add(
             "invalid_json",
             number,
             None,
-            f"This line is not valid JSON: {exc.msg} at character {column}.",
+            f"This line is not valid JSON: {message} at character {column}.",
             "Fix the JSON near that character: NaN and Infinity are not JSON (use null), strings need double "
             "quotes, and each example must be complete on its own line.",
             column=column,

@@ -1285,6 +1285,37 @@ class TestJsonDetails:
         expect_error(d, "out_of_range", 1, field="training_metadata.quality_score")
         assert error_codes_at(d, 1) == ["out_of_range"]
 
+    # After a number too large for a double, orjson stops and the standard library reads the line: what orjson
+    # would have reported further on must still be found, at its own column.
+    @pytest.mark.parametrize("escape", ["\\ud800", "\\udc00\\ud800"])
+    def test_lone_surrogate_after_a_huge_number_is_invalid_unicode(self, escape: str) -> None:
+        line = json.dumps(pair(1)).replace('"turn_number": 2', '"turn_number": 1e400')
+        assert line.index("1e400") < line.index("Start by")
+        line = line.replace("Start by", f"Start {escape} by")
+        d = run([line])
+        found = expect_error(d, "invalid_unicode", 1, field=None)
+        assert found["column"] == line.index(escape[:6]) + 1
+        assert codes_at(d, 1) == ["invalid_unicode"]
+
+    def test_escaped_backslash_before_u_is_not_a_surrogate(self) -> None:
+        line = json.dumps(pair(1)).replace('"turn_number": 2', '"turn_number": 1e400')
+        d = run([line.replace("Start by", "Start \\\\ud800 by")])
+        expect_error(d, "wrong_type", 1, field="turn_number")  # read as infinity: a float, not an integer
+        assert error_codes_at(d, 1) == ["wrong_type"]
+
+    @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+    def test_constant_after_a_huge_number_is_invalid_json_at_the_constant(self, constant: str) -> None:
+        line = f'{{"n": 1e400, "messages": [], "x": {constant}}}'
+        d = run([line], OPENAI)
+        found = expect_error(d, "invalid_json", 1, field=None)
+        assert found["column"] == line.index(constant) + 1
+        assert constant in found["message"]
+
+    def test_syntax_error_after_a_huge_number_is_invalid_json_at_the_error(self) -> None:
+        line = '{"n": 1e400, "messages": [1,}'
+        found = expect_error(run([line], OPENAI), "invalid_json", 1, field=None)
+        assert found["column"] == line.index("}") + 1
+
 
 class TestDatasetWide:
     def test_duplicate_id_is_on_the_later_line_naming_the_first(self) -> None:
