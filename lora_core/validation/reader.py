@@ -40,6 +40,30 @@ def _binary_kind(head: bytes) -> str | None:
     return None
 
 
+def _output_before_error(decompressor: zlib._Decompress, data: bytes) -> bytes:
+    """What `decompressor` (a copy taken before the call that failed) gives from `data` before the byte that breaks
+    it. zlib raises without the output of the failing call, which can be a whole MiB of good lines: a gzip member
+    whose CRC or length trailer is wrong (a file cut and patched, a bad disk) fails only after all its data.
+    Fed 4 KiB at a time, then byte by byte within the piece that fails; this runs once per broken file."""
+    parts: list[bytes] = []
+    step = 4096
+    at = 0
+    while at < len(data):
+        piece = data[at : at + step]
+        saved = decompressor.copy()
+        try:
+            parts.append(decompressor.decompress(piece))
+        except zlib.error:
+            if step == 1:
+                break
+            decompressor, step = saved, 1
+            continue
+        at += len(piece)
+        if decompressor.eof:
+            break
+    return b"".join(parts)
+
+
 class LineReader:
     """Iterate `(line_number, line)` over a byte stream; `line` is None for a line over the line limit.
 
@@ -93,14 +117,16 @@ class LineReader:
                         break
                     decompressor = zlib.decompressobj(wbits=31)
                 member_started = True
+                before = decompressor.copy()  # a few µs per MiB: what the data gives before an error is kept
                 try:
                     out = decompressor.decompress(data, DECOMPRESS_BLOCK)
                 except zlib.error as exc:
-                    self._gzip_broken(f"the compressed data is corrupt ({exc})")
-                    return
-                data = decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail
-                if not out:
-                    continue
+                    broken = f"the compressed data is corrupt ({exc})"
+                    out = _output_before_error(before, data)
+                    data = b""
+                else:
+                    broken = None
+                    data = decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail
                 if produced + len(out) > cap:
                     yield out[: cap - produced]
                     self.stop_code = "decompressed_too_large"
@@ -114,7 +140,11 @@ class LineReader:
                     )
                     return
                 produced += len(out)
-                yield out
+                if out:
+                    yield out
+                if broken is not None:
+                    self._gzip_broken(broken)
+                    return
         if member_started and not decompressor.eof:
             self._gzip_broken("the compressed data ends too early (the file is truncated)")
 

@@ -1199,6 +1199,21 @@ class TestGzip:
         assert 0 <= d["stats"]["total_examples"] < 39
         assert d["error_count"] == 1
 
+    @pytest.mark.parametrize("lines", [1, 12, 3000])  # 3000 lines: over 1 MiB, more than one decompressed block
+    @pytest.mark.parametrize("trailer", ["crc", "length"])
+    def test_bad_trailer_keeps_every_line_before_it(self, lines: int, trailer: str) -> None:
+        """FORMAT.md: "the complete lines before the break are validated and counted". A wrong CRC or length
+        breaks only after all the data; zlib raises without the output of that call, which used to be lost."""
+        plain = to_jsonl([pair(i) for i in range(1, lines + 1)])
+        compressed = bytearray(gzip.compress(plain))
+        at = len(compressed) - (8 if trailer == "crc" else 4)
+        compressed[at : at + 4] = bytes(4) if trailer == "crc" else (len(plain) + 1).to_bytes(4, "little")
+        d = validate_bytes(bytes(compressed), chunk_size=len(compressed))  # one read, as from a file or S3
+        expect_error(d, "invalid_gzip", None, field=None)
+        assert d["stats"]["total_examples"] == lines
+        assert d["error_count"] == 1
+        assert d["stats"] == validate_bytes(plain)["stats"]
+
     def test_corrupt_gzip_with_nothing_readable_is_invalid_gzip_not_file_empty(self) -> None:
         d = validate_bytes(GZIP_HEADER + b"\x07" + b"this is not deflate data" * 20)  # 0b111: reserved block type
         expect_error(d, "invalid_gzip", None)
