@@ -539,7 +539,11 @@ class RecordRules:
 
     def check_messages(self, obj: dict[str, Any], line: int) -> tuple[list[TrainingMessage], int]:
         """Returns (training messages, user+assistant messages)."""
-        return self._check_chat(obj.get("messages"), line, "messages", is_openai=True)
+        entries = obj.get("messages", MISSING)
+        if entries is MISSING:  # a line of only `conversation_id` is checked as this shape in openai_chat
+            self.missing(line, "messages", 'an array of {"role", "content"} messages')
+            return [], 0
+        return self._check_chat(entries, line, "messages", is_openai=True)
 
     def _check_chat(self, entries: Any, line: int, field: str, is_openai: bool) -> tuple[list[TrainingMessage], int]:
         """A `turns`/`messages` array: entries, roles, alternation, assistant presence; returns (messages, turns)."""

@@ -825,6 +825,17 @@ class TestShapesAndFormats:
         assert "mixed_shapes" not in d["error_counts"]
         assert d["shape"] == "pair"
 
+    @pytest.mark.parametrize("where", ["first", "after a messages line"])
+    def test_conversation_id_only_line_in_openai_chat_is_messages_missing(self, where: str) -> None:
+        """openai_chat has only the `messages` shape: what the line lacks is `messages` (as `turns` under v4)."""
+        lines: list[Line] = [{"conversation_id": "conv-9"}]
+        if where != "first":
+            lines.insert(0, messages(1))
+        d = run(lines, OPENAI)
+        number = len(lines)
+        expect_error(d, "missing_field", number, field="messages")
+        assert error_codes_at(d, number) == ["missing_field"]
+
     @pytest.mark.parametrize("value", ["[1, 2]", '"a string"', "42", "null", "true"])
     def test_valid_json_that_is_not_an_object(self, value: str) -> None:
         d = run([pair(1), value, pair(3)])
