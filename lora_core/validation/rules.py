@@ -611,8 +611,8 @@ class RecordRules:
                 "This conversation has no assistant message, so there is nothing to train on.",
                 "Add the assistant's replies or remove the line.",
             )
-        elif valid[-1][1] == "user":
-            # Only when there is an assistant message: otherwise no_assistant_message already says it all.
+        if valid and valid[-1][1] == "user":
+            # Also beside no_assistant_message (FORMAT.md raises both): each names its own fix.
             add(
                 "trailing_user_turn",
                 line,

@@ -648,6 +648,7 @@ class TestConversationShape:
         d = run([conversation(1), changed(conversation(2), "turns", turns)])
         expect_error(d, "no_assistant_message", 2)
         assert error_codes_at(d, 2) == ["no_assistant_message"]
+        expect_warning(d, "trailing_user_turn", 2)  # FORMAT.md: a trailing user turn is one, with no exception
 
     def test_trailing_user_turn_is_a_warning(self) -> None:
         record = with_extra_entry(conversation(2), "turns", {"role": "user", "content": "One more thing?"})
@@ -744,6 +745,7 @@ class TestMessagesShape:
         d = run([messages(1), record], OPENAI)
         expect_error(d, "no_assistant_message", 2)
         assert error_codes_at(d, 2) == ["no_assistant_message"]
+        expect_warning(d, "trailing_user_turn", 2)  # FORMAT.md: a trailing user turn is one, with no exception
 
     def test_trailing_user_turn_is_a_warning(self) -> None:
         record = with_extra_entry(messages(1), "messages", {"role": "user", "content": "One more?"})
