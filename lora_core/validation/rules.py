@@ -624,9 +624,10 @@ class RecordRules:
         messages: list[TrainingMessage] = []
         turns = 0
         for _index, role, content, weight in valid:
-            if role != "system":
-                turns += 1
             if content is not None:
+                # Turns are the user and assistant messages whose content is well-typed, as messages_per_role.
+                if role != "system":
+                    turns += 1
                 # A target is every assistant message; in `messages`, those with weight 0 are context only
                 # (an invalid weight counts as 1).
                 messages.append((role, content, weight, role == "assistant" and weight != 0))

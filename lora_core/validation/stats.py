@@ -30,17 +30,17 @@ AddIssue = Callable[..., None]
 
 SAMPLE_COUNT = 3
 SAMPLE_CONTENT_CHARS = 2000
-# In the example digest, each message is its content's 64-bit digest XOR a constant for its (role, weight,
-# is_target): one int per message, and a tuple of ints hashes the same in every process (a str does not). The
+# In the example digest, each message is its content's 64-bit digest XOR a constant for its (role, weight): what
+# FORMAT.md compares (role, content and, for `messages`, weight; not whether a pair's assistant message is its
+# target). One int per message, and a tuple of ints hashes the same in every process (a str does not). The
 # constants are derived from their keys, so they are the same in every process too.
-_MESSAGE_SALTS: dict[tuple[str, int | None, bool], int] = {
+_MESSAGE_SALTS: dict[tuple[str, int | None], int] = {
     key: int.from_bytes(sha1(repr(key).encode()).digest()[:8], "little")
-    for key in product(("system", "user", "assistant"), (None, 0, 1), (False, True))
+    for key in product(("system", "user", "assistant"), (None, 0, 1))
 }
-_SYSTEM_SALT = _MESSAGE_SALTS["system", None, False]
-_USER_SALT = _MESSAGE_SALTS["user", None, False]
-_ASSISTANT_SALT = _MESSAGE_SALTS["assistant", None, False]
-_TARGET_SALT = _MESSAGE_SALTS["assistant", None, True]
+_SYSTEM_SALT = _MESSAGE_SALTS["system", None]
+_USER_SALT = _MESSAGE_SALTS["user", None]
+_ASSISTANT_SALT = _MESSAGE_SALTS["assistant", None]
 _NO_TEXTS: list[str] = []
 _NO_MESSAGES: list[TrainingMessage] = []
 
@@ -215,7 +215,7 @@ class ExampleCounter:
             if is_target:
                 targets += 1
                 target_tokens += message_tokens
-            append_part(found[1] ^ salts[role, weight, is_target])
+            append_part(found[1] ^ salts[role, weight])
             append_sums((tokens, target_tokens, targets, system, user, assistant))
         self._previous, self._sums, self._parts = messages, sums, digest_parts
         self._take(line, (system, user, assistant), targets, tokens, target_tokens, conversation_key, turns)
@@ -264,12 +264,8 @@ class ExampleCounter:
             found.append(counted)
             tokens += counted[0]
             sums.append(tokens)
-            if index == last:
-                salt = _TARGET_SALT
-            elif index == 0:
-                salt = _SYSTEM_SALT
-            else:
-                salt = _USER_SALT if index & 1 else _ASSISTANT_SALT
+            # Place 0 holds the system prompt, odd places user messages, even ones assistant messages (the target last).
+            salt = _USER_SALT if index & 1 else _ASSISTANT_SALT if index else _SYSTEM_SALT
             digest_parts.append(counted[1] ^ salt)
         self._pair_texts, self._pair_found, self._pair_tokens, self._pair_parts = texts, found, sums, digest_parts
         each = (count - 1) // 2  # user messages, and as many assistant ones: half the history, the input, the target

@@ -1375,6 +1375,22 @@ class TestDatasetWide:
         expect_warning(d, "repeated_user_input", 2)
         expect_warning(d, "duplicate_example", 2)
 
+    def test_a_history_answer_equal_to_another_lines_target_is_a_duplicate(self) -> None:
+        """FORMAT.md compares role and content (and, for `messages`, weight), not which message is the target: a
+        pair line without input and target trains the same messages as one whose target is its history's answer."""
+        record = pair(1)
+        no_target = changed(
+            changed(changed(record, "id", "no-target"), "current_user_input", DELETE), "target_response", DELETE
+        )
+        no_target["conversation_history"] = [
+            {"role": "user", "content": record["current_user_input"]},
+            {"role": "assistant", "content": record["target_response"]},
+        ]
+        with_target = changed(record, "conversation_history", [])
+        for order in ([no_target, with_target], [with_target, no_target]):
+            d = run(order, V3)
+            expect_warning(d, "duplicate_example", 2)
+
     def test_different_system_prompt_is_not_a_duplicate(self) -> None:
         d = run([pair(1), changed(changed(pair(1), "id", "copy"), "system_prompt", "You are brief.")])
         assert "duplicate_example" not in d["warning_counts"]
@@ -1449,6 +1465,15 @@ class TestReport:
 
 
 class TestStatistics:
+    def test_turns_count_only_messages_of_well_typed_content(self) -> None:
+        """Statistics use "whatever of it is well-typed": a message whose content is null is not a turn, as it is
+        not a training message in messages_per_role."""
+        record = changed(messages(1), "messages[2].content", None)
+        d = run([record], OPENAI)
+        expect_error(d, "wrong_type", 1, field="messages[2].content")
+        assert d["stats"]["messages_per_role"] == {"system": 1, "user": 2, "assistant": 1}
+        assert d["stats"]["total_turns"] == 3
+
     def test_pair_statistics(self) -> None:
         first = changed(pair(1), "conversation_history", [])
         first.update(
