@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -25,6 +26,12 @@ JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def name_key(name: str) -> str:
+    """What two names that mean the same share: composed Unicode, case folded ("Straße" and "STRASSE" alike), no
+    surrounding spaces. Neither database folds case like this (SQLite folds ASCII letters only), so it is stored."""
+    return unicodedata.normalize("NFC", name.strip()).casefold()
 
 
 class DatasetStatus(StrEnum):
@@ -66,6 +73,8 @@ class Dataset(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     user_id: str = Field(max_length=255)
     name: str = Field(max_length=200)
+    # name_key(name), set on every write (below): what the list's search and the same-name check compare.
+    name_key: str = Field(default="", sa_type=sa.Text)
     description: str | None = Field(default=None, sa_type=sa.Text)
     format: str = Field(max_length=32)
     status: DatasetStatus = Field(
@@ -110,6 +119,12 @@ class Dataset(SQLModel, table=True):
     def file_stored(self) -> bool:
         """Whether the dataset has a file in storage to download or validate again (see `purged_at`)."""
         return self.status != DatasetStatus.UPLOADING and self.purged_at is None
+
+
+@sa.event.listens_for(Dataset, "before_insert")
+@sa.event.listens_for(Dataset, "before_update")
+def _set_name_key(_mapper: Any, _connection: Any, dataset: Dataset) -> None:
+    dataset.name_key = name_key(dataset.name)
 
 
 # The statistics columns of `Dataset`, named as in the report's `stats` (FORMAT.md), which fills them.

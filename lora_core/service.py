@@ -30,7 +30,7 @@ from lora_core.errors import (
     choice_problem,
     field_problems,
 )
-from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, Notification, utcnow
+from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, Notification, name_key, utcnow
 from lora_core.settings import DATASET_FORMATS, DEFAULT_FORMAT, Settings
 from lora_core.storage import ObjectNotFound, ObjectStore, StorageError, UploadTarget
 from lora_core.validation import ValidationLimits
@@ -311,7 +311,8 @@ def list_datasets(
     if status is not None:
         conditions.append(Dataset.status == DatasetStatus(status))
     if search and search.strip():
-        conditions.append(col(Dataset.name).ilike(f"%{_like_literal(search.strip())}%", escape="\\"))
+        # On the stored name_key, not ilike: SQLite's folds ASCII letters only ("CAFÉ" missed "café").
+        conditions.append(col(Dataset.name_key).like(f"%{_like_literal(name_key(search))}%", escape="\\"))
     total = session.exec(select(sa.func.count()).select_from(Dataset).where(*conditions)).one()
     items = session.exec(
         select(Dataset)
@@ -325,32 +326,19 @@ def list_datasets(
 
 def datasets_named(session: Session, user_id: str, name: str, *, limit: int = 3) -> list[Dataset]:
     """The user's datasets (not deleted) named `name`, ignoring case, surrounding spaces and how the text is encoded
-    in Unicode, newest first: the upload form says so before a second dataset gets the same name (allowed, but hard
-    to tell apart later).
-
-    Names are compared in Python (`_name_key`): SQLite folds the case of ASCII letters only, neither database
-    matches "Straße" with "STRASSE", nor a name pasted in decomposed form (macOS) with the same name typed. Only the
-    names are read for that, not the records.
-    """
+    in Unicode (models.name_key: "STRASSE" finds "Straße", a name pasted in decomposed form the one typed), newest
+    first: the upload form says so before a second dataset gets the same name (allowed, but hard to tell apart)."""
     wanted = name.strip()
     if not wanted or len(wanted) > 200 or _CONTROL.search(wanted):
         return []
-    key = _name_key(wanted)
-    rows = session.exec(
-        select(Dataset.id, Dataset.name)
-        .where(Dataset.user_id == user_id, col(Dataset.deleted_at).is_(None))
-        .order_by(col(Dataset.created_at).desc(), col(Dataset.id).desc())
+    return list(
+        session.exec(
+            select(Dataset)
+            .where(Dataset.user_id == user_id, col(Dataset.deleted_at).is_(None), Dataset.name_key == name_key(wanted))
+            .order_by(col(Dataset.created_at).desc(), col(Dataset.id).desc())
+            .limit(limit)
+        )
     )
-    ids = [dataset_id for dataset_id, stored in rows if _name_key(stored) == key][:limit]
-    if not ids:
-        return []
-    found = {dataset.id: dataset for dataset in session.exec(select(Dataset).where(col(Dataset.id).in_(ids)))}
-    return [found[dataset_id] for dataset_id in ids if dataset_id in found]
-
-
-def _name_key(name: str) -> str:
-    """What two names that mean the same share: composed Unicode, case folded ("Straße" and "STRASSE" alike)."""
-    return unicodedata.normalize("NFC", name.strip()).casefold()
 
 
 def _like_literal(text: str) -> str:

@@ -35,7 +35,7 @@ def test_a_fresh_database_is_migrated_to_head_and_migrating_again_changes_nothin
         "ix_datasets_deleted",
     } <= indexes
     with engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0005"]
     engine.dispose()
 
 
@@ -126,4 +126,31 @@ def test_0004_marks_the_uploads_that_never_had_a_file(fresh_database_url: str) -
     with engine.connect() as connection:
         marked = dict(connection.execute(sa.text("SELECT storage_path, purged_at FROM datasets")).all())
     assert {path for path, purged in marked.items() if purged is not None} == {"p1"}
+    engine.dispose()
+
+
+def test_0005_gives_existing_datasets_their_name_key(fresh_database_url: str) -> None:
+    """Rows written before the column get the key new ones get (models.name_key), so the search finds them."""
+    engine = sa.create_engine(fresh_database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0004")
+    insert = sa.text(
+        "INSERT INTO datasets (id, user_id, name, format, status, storage_bucket, storage_path, file_name, file_size,"
+        " training_ready, created_at, updated_at, attempts) VALUES (:id, 'u', :name, 'openai_chat', 'ready', 'b',"
+        " :path, 'f', 1, false, :at, :at, 0)"
+    )
+    at = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    names = {1: "  Größe Café ", 2: "Cafe\u0301 NAÏVE", 3: "plain"}
+    with engine.begin() as connection:
+        for number, name in names.items():
+            connection.execute(insert, {"id": f"{number:032x}", "name": name, "path": f"p{number}", "at": at})
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    with engine.connect() as connection:
+        keys = dict(connection.execute(sa.text("SELECT storage_path, name_key FROM datasets")).all())
+    assert keys == {"p1": "grösse café", "p2": "café naïve", "p3": "plain"}
     engine.dispose()

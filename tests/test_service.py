@@ -261,6 +261,18 @@ class TestListing:
         assert service.list_datasets(session, ALICE, search="SALES").total == 2
         assert service.list_datasets(session, ALICE, search="\\").total == 0
 
+    def test_search_folds_case_beyond_ascii_on_every_database(self, session, store, settings):
+        """SQLite's LIKE and lower() fold A-Z only: "CAFÉ" missed "café" there (a browser QA run found it)."""
+        self._make(session, store, settings, ["naïve café", "Ünïcödé Größe", "Re\u0301sume\u0301 2024", "plain"])
+
+        def found(search: str) -> list[str]:
+            return [d.name for d in service.list_datasets(session, ALICE, search=search).items]
+
+        assert found("CAFÉ") == found("café") == found("NAÏVE") == ["naïve café"]
+        assert found("ÜNÏ") == found("ünï") == found("GRÖSSE") == found("größe") == ["Ünïcödé Größe"]
+        assert found("RÉSUMÉ") == ["Re\u0301sume\u0301 2024"]  # stored decomposed, searched composed
+        assert found("ü") == ["Ünïcödé Größe"]
+
     def test_datasets_named_matches_the_whole_name_ignoring_case_and_spaces(self, session, store, settings):
         sales, _other, percent, older_sales, summer, sophia, street, resume = self._make(
             session,
