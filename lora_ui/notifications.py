@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import streamlit as st
 
 from lora_core import service
@@ -11,6 +13,11 @@ from lora_ui.identity import runtime
 
 POLL_SECONDS = 3
 SEEN_KEY = "seen_notification_ids"
+SINCE_KEY = "notifications_toasted_since"
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _poll(user_id: str) -> None:
@@ -18,11 +25,16 @@ def _poll(user_id: str) -> None:
         unread = service.unread_notification_count(session, user_id)
         recent = service.list_notifications(session, user_id, unread_only=True, limit=20)
     seen: set[str] | None = st.session_state.get(SEEN_KEY)
-    if seen is None:
+    since: datetime | None = st.session_state.get(SINCE_KEY)
+    if seen is None or since is None:
         # A new browser session: what is already there is not news; only what arrives from now on is toasted.
         seen = {str(n.id) for n in recent}
+        since = max((_utc(n.created_at) for n in recent), default=datetime.now(UTC))
+        st.session_state[SINCE_KEY] = since
     for notification in reversed(recent):  # oldest first, so toasts stack in order
-        if str(notification.id) in seen:
+        # Only the newest unread are read here: an older one comes into view when a newer one is read, and it is
+        # not news (with more than 20 unread, reading one toasted an old one).
+        if str(notification.id) in seen or _utc(notification.created_at) <= since:
             continue
         seen.add(str(notification.id))
         icon = ":material/check_circle:" if notification.kind == NotificationKind.DATASET_READY else ":material/error:"

@@ -914,8 +914,27 @@ def test_a_new_notification_is_toasted_once(rt: Runtime) -> None:
     notify(rt, dataset)  # already there when the session starts: not news
     at = open_page("pages/datasets.py")
     assert not at.toast
-    fresh = notify(rt, dataset, ok=False)
+    fresh = notify(rt, dataset, ok=False, later=True)  # a validation that ends after the session started
     at.run()
     assert [t.value for t in at.toast] == [escape_markdown(fresh.title)]
     at.run()
     assert not at.toast
+
+
+def test_an_old_unread_notification_coming_into_view_is_not_toasted(rt: Runtime) -> None:
+    """The sidebar reads the 20 newest unread; reading one brings the 21st into view, which is not news."""
+    dataset = seed(rt, "Many", DatasetStatus.READY, report=ready_report())
+    for _ in range(21):
+        notify(rt, dataset)
+    at = open_page("pages/datasets.py")
+    assert not at.toast
+    with rt.session() as session:
+        in_view = service.list_notifications(session, ALICE, unread_only=True, limit=20)
+        for notification in in_view:
+            service.mark_notification_read(session, ALICE, notification.id)
+        assert service.unread_notification_count(session, ALICE) == 1  # the one the sidebar had not read yet
+    at.run()
+    assert not at.toast
+    fresh = notify(rt, dataset, ok=False, later=True)
+    at.run()
+    assert [t.value for t in at.toast] == [escape_markdown(fresh.title)]
