@@ -29,16 +29,26 @@ def form_problems(name: str, chosen_file: dict[str, Any] | None, max_bytes: int)
         problems.append("Give the dataset a name.")
     if not chosen_file:
         problems.append("Choose the file to upload.")
-    else:
-        size = int(chosen_file.get("size") or 0)
-        if size <= 0:
-            problems.append("The chosen file is empty (0 bytes): choose the file that holds your examples.")
-        elif size > max_bytes:
-            problems.append(
-                f"The chosen file is {size:,} bytes; the limit is {max_bytes:,} bytes. Compress it with gzip "
-                "(.jsonl.gz) or split it into smaller files."
-            )
+    problem = file_problem(chosen_file, max_bytes)
+    if problem:
+        problems.append(problem)
     return problems
+
+
+def file_problem(chosen_file: dict[str, Any] | None, max_bytes: int) -> str | None:
+    """Why the chosen file cannot be uploaded (empty, over the limit), or None. The picker says so as soon as the
+    file is chosen, so the page disables Upload instead of saying it a second time."""
+    if not chosen_file:
+        return None
+    size = int(chosen_file.get("size") or 0)
+    if size <= 0:
+        return "The chosen file is empty (0 bytes): choose the file that holds your examples."
+    if size > max_bytes:
+        return (
+            f"The chosen file is {size:,} bytes; the limit is {max_bytes:,} bytes. Compress it with gzip "
+            "(.jsonl.gz) or split it into smaller files."
+        )
+    return None
 
 
 def start(

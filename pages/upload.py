@@ -172,12 +172,14 @@ with st.container(border=True):
             query_params={"id": rejected_id},
         )
 
+    unusable = upload_flow.file_problem(_chosen_file(), settings.max_upload_bytes)
     st.button(
         "Uploading…" if busy else "Upload",
         type="primary",
         icon=":material/upload:",
         key="upload_start",
-        disabled=busy,
+        disabled=busy or unusable is not None,
+        help=escape_markdown(unusable) if unusable else None,
         on_click=_start_upload,
         args=(user_id,),
     )

@@ -689,6 +689,19 @@ def test_upload_page_shows_the_form_and_refuses_an_incomplete_one(rt: Runtime) -
         assert service.list_datasets(session, ALICE).total == 0
 
 
+@pytest.mark.parametrize("size", [0, 10**12])
+def test_an_empty_or_oversize_file_disables_upload_instead_of_a_second_message(rt: Runtime, size: int) -> None:
+    """The picker says why as soon as the file is chosen; the page said it again under the form on Upload."""
+    at = open_page("pages/upload.py")
+    at.text_input(key="upload_name").input("Chats").run()
+    at.session_state["upload_file"] = {"file": {"name": "e.jsonl", "size": size, "type": "", "picked": 1}}
+    at.run()
+    button = at.button(key="upload_start")
+    assert button.disabled
+    assert "empty" in button.help if size == 0 else "the limit is" in button.help
+    assert not at.error
+
+
 def test_upload_page_says_when_the_name_is_taken_already(rt: Runtime) -> None:
     older = seed(rt, "Support chats", DatasetStatus.READY, report=ready_report(), age_minutes=90)
     seed(rt, "Support_chats", DatasetStatus.READY, report=ready_report(), age_minutes=1)
