@@ -390,6 +390,13 @@ def _samples(report: Mapping[str, Any]) -> None:
         with tab:
             if line is not None:
                 st.caption(f"Line {line:,}")
+            if not messages:
+                where = f"line {line:,}" if line is not None else "this line"
+                st.info(
+                    f"This example has no training messages: nothing on {where} is a message a trainer could use. "
+                    "Its errors, in the table above, say why.",
+                    icon=":material/info:",
+                )
             for message in messages:
                 role = str(message.get("role") or "unknown")
                 with st.chat_message(role, avatar=AVATARS.get(role, ":material/help:")):

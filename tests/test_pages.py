@@ -418,6 +418,14 @@ def test_proxy_mode_scopes_pages_to_the_header_user(rt: Runtime, monkeypatch: py
 # --- Dataset detail ---------------------------------------------------------------------------------------------
 
 
+def test_a_sample_without_training_messages_says_why_it_is_empty(rt: Runtime) -> None:
+    report = error_report(3)
+    report["samples"] = [{"line": 2, "messages": []}]
+    dataset = seed(rt, "Roles", DatasetStatus.ERROR, report=report)
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    assert any("This example has no training messages: nothing on line 2" in i.value for i in at.info), texts(at)
+
+
 def test_ready_dataset_shows_statistics_charts_issues_and_samples(rt: Runtime) -> None:
     dataset = seed(rt, "EQ-12 demo", DatasetStatus.READY, report=ready_report(), description="Line one\n*not bold*")
     at = open_page("pages/dataset.py", {"id": str(dataset.id)})
