@@ -234,14 +234,30 @@ def _near(issue: Mapping[str, Any], excerpts: Mapping[tuple[int, str, int], Exce
 
 
 def _counts_frame(issues: Sequence[Mapping[str, Any]], counts: Mapping[str, int]) -> pd.DataFrame:
-    """Each code, how often, and what to do about it (the suggestion of its first listed issue), readable in full
-    here: in the table of lines, the message and suggestion of each share one row. The table renders Markdown, and
-    a suggestion may quote the file (a role name): escaped, its `code` spans kept."""
-    suggestions: dict[str, str] = {}
+    """Each code, how often, and what to do about it, readable in full here: in the table of lines, the message and
+    suggestion of each share one row. A code whose listed issues all suggest the same shows that; one whose
+    suggestions name the line's own text (`human` → `user`, "line 7") shows its first, saying whose it is. The table
+    renders Markdown, and a suggestion may quote the file (a role name): escaped, its `code` spans kept."""
+    first: dict[str, Mapping[str, Any]] = {}
+    varied: set[str] = set()
     for issue in issues:
-        suggestions.setdefault(issue["code"], escape_markdown_keeping_code(issue.get("suggestion") or ""))
+        code = issue["code"]
+        if code not in first:
+            first[code] = issue
+        elif issue.get("suggestion") != first[code].get("suggestion"):
+            varied.add(code)
+
+    def what_to_do(code: str) -> str:
+        issue = first.get(code)
+        if issue is None:
+            return ""
+        text = escape_markdown_keeping_code(issue.get("suggestion") or "")
+        if code in varied and issue.get("line") is not None:
+            return f"For line {issue['line']:,}: {text} The other lines' suggestions differ: see each line."
+        return text
+
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    rows = [(code, count, suggestions.get(code, "")) for code, count in ordered]
+    rows = [(code, count, what_to_do(code)) for code, count in ordered]
     return pd.DataFrame(rows, columns=["Code", "Count", "What to do"])
 
 

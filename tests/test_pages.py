@@ -499,6 +499,39 @@ def test_the_count_table_renders_a_suggestion_quoting_the_file_as_text(rt: Runti
     assert what == "Rename `[x](http://e.com)` to `user`\\; \\*now\\* \\[y\\]\\(http\\:\\/\\/e\\.com\\)\\."
 
 
+def test_the_count_table_says_whose_suggestion_it_shows_when_they_differ(rt: Runtime) -> None:
+    """unknown_role suggests renaming the line's own role: the first line's advice is not every line's."""
+    report = error_report(3)
+    report["errors"] = [
+        {
+            "line": 2,
+            "code": "unknown_role",
+            "field": "messages[0].role",
+            "message": "m",
+            "suggestion": "Rename `human` to `user`.",
+        },
+        {
+            "line": 3,
+            "code": "unknown_role",
+            "field": "messages[1].role",
+            "message": "m",
+            "suggestion": "Rename `gpt` to `assistant`.",
+        },
+        {"line": 4, "code": "wrong_type", "field": "messages", "message": "m", "suggestion": "Use an array."},
+        {"line": 5, "code": "wrong_type", "field": "messages", "message": "m", "suggestion": "Use an array."},
+    ]
+    report["error_counts"] = {"unknown_role": 2, "wrong_type": 2}
+    report["error_count"] = 4
+    dataset = seed(rt, "Roles", DatasetStatus.ERROR, report=report)
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    counts = next(t.value for t in at.table if "unknown_role" in set(t.value["Code"]))
+    what = dict(zip(counts["Code"], counts["What to do"], strict=True))
+    assert what["unknown_role"] == (
+        "For line 2: Rename `human` to `user`\\. The other lines' suggestions differ: see each line."
+    )
+    assert what["wrong_type"] == "Use an array\\."
+
+
 def test_error_dataset_shows_the_reason_and_says_only_100_are_listed(rt: Runtime) -> None:
     dataset = seed(
         rt,
