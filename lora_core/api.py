@@ -59,7 +59,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from lora_core import service
-from lora_core.auth import authenticate_request
+from lora_core.auth import authenticate_request, bearer_token
 from lora_core.errors import (
     Conflict,
     FieldProblem,
@@ -496,9 +496,14 @@ async def current_user(request: Request, runtime: Runtime) -> str:
 
     user_id = await in_thread(lookup)
     if user_id is None:
-        raise ApiError(
-            401, "Authentication required: send 'Authorization: Bearer <personal API token>'.", code="unauthorized"
-        )
+        token = bearer_token(headers)
+        if token:  # one was sent: say it is the token, not that none was sent
+            message = "This API token is not valid: it is mistyped, or it was revoked. Create a new one in Settings."
+        elif token == "":
+            message = "The Authorization header is malformed: send 'Authorization: Bearer <personal API token>'."
+        else:
+            message = "Authentication required: send 'Authorization: Bearer <personal API token>'."
+        raise ApiError(401, message, code="unauthorized")
     return user_id
 
 

@@ -318,6 +318,24 @@ def test_every_api_route_refuses_missing_malformed_revoked_and_forged_tokens(
     assert _dataset_rows(engine) == []
 
 
+def test_the_401_says_whether_the_token_or_the_header_is_wrong(make_client: MakeClient, engine: Engine) -> None:
+    """A script that sends a revoked token must not read "send a token": it did."""
+    client = make_client("oidc")
+    with Session(engine) as session:
+        revoked = create_api_token(session, "alice", "old")
+        revoke_api_token(session, "alice", revoked.record.id)
+
+    def message(headers: dict[str, str]) -> str:
+        response = client.get("/api/datasets", headers=headers)
+        assert response.status_code == 401
+        return response.json()["error"]
+
+    assert "not valid" in message({"Authorization": f"Bearer {revoked.token}"})
+    assert "revoked" in message({"Authorization": "Bearer not-a-token"})
+    assert "malformed" in message({"Authorization": "Basic abc"})
+    assert message({}).startswith("Authentication required")
+
+
 def test_proxy_mode_ignores_a_spoofed_header_from_an_untrusted_address(make_client: MakeClient, engine: Engine) -> None:
     spoofed = make_client("proxy", client_host="203.0.113.9")
     assert spoofed.get("/api/datasets", headers={"X-Forwarded-Email": "alice@x"}).status_code == 401
