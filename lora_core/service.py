@@ -104,8 +104,12 @@ class DatasetCreate(BaseModel):
             raise ValueError("must be a plain file name, without folders ('/' or '\\')")
         if value in {".", ".."}:
             raise ValueError("must be a file name, not '.' or '..'")
-        if len(value.encode("utf-8")) > 255:
-            raise ValueError("must be at most 255 bytes in UTF-8")
+        size = len(value.encode("utf-8"))
+        if size > 255:
+            raise ValueError(
+                f"must be at most 255 bytes in UTF-8, as file systems allow; this one is {size:,} "
+                "(a character outside ASCII takes 2–4): rename the file to something shorter"
+            )
         return value
 
 

@@ -104,6 +104,15 @@ class TestCreate:
                 FieldProblem("name", "Give the dataset a name (it cannot be blank).", "string_too_short"),
             ),
             (
+                {"file_name": "長" * 100 + ".jsonl"},
+                FieldProblem(
+                    "file_name",
+                    "must be at most 255 bytes in UTF-8, as file systems allow; this one is 306 (a character outside "
+                    "ASCII takes 2–4): rename the file to something shorter",
+                    "value_error",
+                ),
+            ),
+            (
                 {"file_name": " "},
                 FieldProblem(
                     "file_name", "Give the name of the file you will upload (it cannot be blank).", "string_too_short"
