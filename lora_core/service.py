@@ -58,13 +58,17 @@ BLANK_MESSAGES = {
 }
 
 
+NAME_MAX_CHARS = 200
+DESCRIPTION_MAX_CHARS = 5000
+
+
 class DatasetCreate(BaseModel):
     """What a user supplies to start an upload; the size limit depends on settings, so `create_dataset` checks it."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=5000)
+    name: str = Field(min_length=1, max_length=NAME_MAX_CHARS)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX_CHARS)
     format: DatasetFormat = DEFAULT_FORMAT
     file_name: str = Field(min_length=1, max_length=255)
     file_size: int = Field(ge=1, strict=True)
@@ -333,7 +337,7 @@ def datasets_named(session: Session, user_id: str, name: str, *, limit: int = 3)
     in Unicode (models.name_key: "STRASSE" finds "Straße", a name pasted in decomposed form the one typed), newest
     first: the upload form says so before a second dataset gets the same name (allowed, but hard to tell apart)."""
     wanted = name.strip()
-    if not wanted or len(wanted) > 200 or _CONTROL.search(wanted):
+    if not wanted or len(wanted) > NAME_MAX_CHARS or _CONTROL.search(wanted):
         return []
     return list(
         session.exec(

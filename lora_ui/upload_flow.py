@@ -22,11 +22,28 @@ from lora_ui.upload_component import UploadJob
 JOB_KEY = "upload_job"
 
 
-def form_problems(name: str, chosen_file: dict[str, Any] | None, max_bytes: int) -> list[str]:
+NAME_MAX_CHARS = service.NAME_MAX_CHARS
+DESCRIPTION_MAX_CHARS = service.DESCRIPTION_MAX_CHARS
+
+
+def too_long(label: str, text: str | None, limit: int) -> str | None:
+    """Why `text` is too long for its field (counted as the service counts it, trimmed), or None."""
+    length = len(text.strip()) if text else 0
+    if length <= limit:
+        return None
+    return f"The {label} is {length:,} characters long; the most is {limit:,}. Shorten it to upload."
+
+
+def form_problems(
+    name: str, chosen_file: dict[str, Any] | None, max_bytes: int, description: str | None = None
+) -> list[str]:
     """What the user must fix before an upload can start (empty when the form is complete)."""
     problems = []
     if not name.strip():
         problems.append("Give the dataset a name.")
+    for label, text, limit in (("name", name, NAME_MAX_CHARS), ("description", description, DESCRIPTION_MAX_CHARS)):
+        if problem := too_long(label, text, limit):
+            problems.append(problem)
     if not chosen_file:
         problems.append("Choose the file to upload.")
     problem = file_problem(chosen_file, max_bytes)

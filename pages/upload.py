@@ -49,7 +49,8 @@ def _start_upload(user_id: str) -> None:
     rt = runtime()
     name = st.session_state.get("upload_name", "")
     chosen = _chosen_file()
-    problems = upload_flow.form_problems(name, chosen, rt.settings.max_upload_bytes)
+    description = st.session_state.get("upload_description", "")
+    problems = upload_flow.form_problems(name, chosen, rt.settings.max_upload_bytes, description)
     if problems:
         st.session_state[PROBLEMS_KEY] = problems
         return
@@ -59,7 +60,7 @@ def _start_upload(user_id: str) -> None:
             rt,
             user_id,
             name=name,
-            description=st.session_state.get("upload_description", ""),
+            description=description,
             fmt=st.session_state.get("upload_format", DEFAULT_FORMAT),
             chosen_file=chosen,
         )
@@ -122,17 +123,22 @@ st.caption(
 )
 
 with st.container(border=True):
-    st.text_input("Name", key="upload_name", max_chars=200, placeholder="e.g. Support chats, March", disabled=busy)
-    if not busy:
-        _same_name_note(user_id, st.session_state.get("upload_name") or "")
-    st.text_area(
+    # No max_chars: Streamlit drops a paste that would pass it, leaving the field empty without a word. The length
+    # is checked instead (upload_flow.too_long), and said under the field.
+    name = st.text_input("Name", key="upload_name", placeholder="e.g. Support chats, March", disabled=busy)
+    if problem := upload_flow.too_long("name", name, upload_flow.NAME_MAX_CHARS):
+        st.error(escape_markdown(problem), icon=":material/error:")
+    elif not busy:
+        _same_name_note(user_id, name or "")
+    description = st.text_area(
         "Description (optional)",
         key="upload_description",
-        max_chars=5000,
         height=90,
         placeholder="What is in it, where it came from",
         disabled=busy,
     )
+    if problem := upload_flow.too_long("description", description, upload_flow.DESCRIPTION_MAX_CHARS):
+        st.error(escape_markdown(problem), icon=":material/error:")
     fmt = st.selectbox(
         "Format",
         DATASET_FORMATS,

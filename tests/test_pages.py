@@ -743,6 +743,25 @@ def test_an_empty_or_oversize_file_disables_upload_instead_of_a_second_message(r
     assert not at.error
 
 
+def test_a_name_or_description_over_the_limit_is_said_and_kept(rt: Runtime) -> None:
+    """No max_chars: Streamlit dropped a paste that would pass it (the field stayed empty, without a word)."""
+    at = open_page("pages/upload.py")
+    at.text_input(key="upload_name").input("n" * 200 + "  ").run()  # trimmed, as the service counts
+    assert not at.error
+    at.text_input(key="upload_name").input("n" * 250).run()
+    at.text_area(key="upload_description").input("d" * 5001).run()
+    assert at.text_input(key="upload_name").value == "n" * 250  # kept, to be shortened
+    name_error = escape_markdown("The name is 250 characters long; the most is 200. Shorten it to upload.")
+    description_error = escape_markdown(
+        "The description is 5,001 characters long; the most is 5,000. Shorten it to upload."
+    )
+    assert [e.value for e in at.error] == [name_error, description_error]
+    at.session_state["upload_file"] = {"file": {"name": "e.jsonl", "size": 10, "type": "", "picked": 1}}
+    at.button(key="upload_start").click().run()
+    with rt.session() as session:
+        assert service.list_datasets(session, ALICE).total == 0
+
+
 def test_upload_page_says_when_the_name_is_taken_already(rt: Runtime) -> None:
     older = seed(rt, "Support chats", DatasetStatus.READY, report=ready_report(), age_minutes=90)
     seed(rt, "Support_chats", DatasetStatus.READY, report=ready_report(), age_minutes=1)
