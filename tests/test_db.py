@@ -94,15 +94,20 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         yield url
 
 
-def test_0004_marks_the_uploads_that_never_had_a_file(fresh_database_url: str) -> None:
-    """Rejected or abandoned before purged_at was set for them: in error, never validated. Validated errors, deleted
-    datasets and the rest keep theirs."""
-    engine = sa.create_engine(fresh_database_url)
+def _upgrade(engine: sa.Engine, revision: str) -> None:
+    """Migrate `engine`'s database to `revision`, to write rows as an older version of the app did."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0003")
+        command.upgrade(config, revision)
+
+
+def test_0004_marks_the_uploads_that_never_had_a_file(fresh_database_url: str) -> None:
+    """Rejected or abandoned before purged_at was set for them: in error, never validated. Validated errors, deleted
+    datasets and the rest keep theirs."""
+    engine = sa.create_engine(fresh_database_url)
+    _upgrade(engine, "0003")
     insert = sa.text(
         "INSERT INTO datasets (id, user_id, name, format, status, storage_bucket, storage_path, file_name, file_size,"
         " training_ready, created_at, updated_at, attempts, validated_at, deleted_at) VALUES (:id, 'u', 'n',"
@@ -120,9 +125,7 @@ def test_0004_marks_the_uploads_that_never_had_a_file(fresh_database_url: str) -
         for number, (status, validated, deleted, _) in rows.items():
             values = {"id": f"{number:032x}", "status": status, "path": f"p{number}", "at": at}
             connection.execute(insert, {**values, "validated": validated, "deleted": deleted})
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    _upgrade(engine, "head")
     with engine.connect() as connection:
         marked = dict(connection.execute(sa.text("SELECT storage_path, purged_at FROM datasets")).all())
     assert {path for path, purged in marked.items() if purged is not None} == {"p1"}
@@ -132,11 +135,7 @@ def test_0004_marks_the_uploads_that_never_had_a_file(fresh_database_url: str) -
 def test_0005_gives_existing_datasets_their_name_key(fresh_database_url: str) -> None:
     """Rows written before the column get the key new ones get (models.name_key), so the search finds them."""
     engine = sa.create_engine(fresh_database_url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0004")
+    _upgrade(engine, "0004")
     insert = sa.text(
         "INSERT INTO datasets (id, user_id, name, format, status, storage_bucket, storage_path, file_name, file_size,"
         " training_ready, created_at, updated_at, attempts) VALUES (:id, 'u', :name, 'openai_chat', 'ready', 'b',"
@@ -147,9 +146,7 @@ def test_0005_gives_existing_datasets_their_name_key(fresh_database_url: str) ->
     with engine.begin() as connection:
         for number, name in names.items():
             connection.execute(insert, {"id": f"{number:032x}", "name": name, "path": f"p{number}", "at": at})
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    _upgrade(engine, "head")
     with engine.connect() as connection:
         keys = dict(connection.execute(sa.text("SELECT storage_path, name_key FROM datasets")).all())
     assert keys == {"p1": "grösse café", "p2": "café naïve", "p3": "plain"}
