@@ -48,9 +48,15 @@ FORMAT_LABELS = {
 _MARKDOWN_SPECIALS = re.compile(r"([!-/:-@\[-`{-~])")
 
 
+# Bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): one left open in a name turns
+# the app's own text after it around ("tahc IAnepO" for "OpenAI chat").
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
 def escape_markdown(text: str) -> str:
-    """`text` made literal for any Markdown string (labels, captions, titles); newlines become spaces."""
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", " ".join(text.split()))
+    """`text` made literal for any Markdown string (labels, captions, titles); newlines become spaces, and
+    bidirectional controls are dropped (invisible; what they reorder would reach past the text)."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", " ".join(_BIDI_CONTROLS.sub("", text).split()))
 
 
 def escape_markdown_keeping_code(text: str) -> str:

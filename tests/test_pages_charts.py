@@ -74,6 +74,8 @@ def test_formatting_helpers() -> None:
     assert format_thousands(123_456_789) == "123M"
     assert format_thousands(999_500_000) == "1.00B"
     assert escape_markdown("a\n*b*") == "a \\*b\\*"
+    # A right-to-left override left open in a name turned the page's own text after it around.
+    assert escape_markdown("\u202eRTL name lpsj.exe\u2066") == "RTL name lpsj\\.exe"
     # Our messages' `code` spans stay code; the rest is literal, and an unpaired backtick leaves all of it so.
     assert escape_markdown_keeping_code("44 of them `wrong_format`; *x*\n`a b`") == (
         "44 of them `wrong_format`\\; \\*x\\* `a b`"
