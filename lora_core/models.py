@@ -74,7 +74,7 @@ class Dataset(SQLModel, table=True):
     user_id: str = Field(max_length=255)
     name: str = Field(max_length=200)
     # name_key(name), set on every write (below): what the list's search and the same-name check compare.
-    name_key: str = Field(default="", sa_type=sa.Text)
+    name_key: str = Field(default="", sa_type=sa.Text, sa_column_kwargs={"server_default": ""})
     description: str | None = Field(default=None, sa_type=sa.Text)
     format: str = Field(max_length=32)
     status: DatasetStatus = Field(

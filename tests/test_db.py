@@ -132,9 +132,11 @@ def test_0004_marks_the_uploads_that_never_had_a_file(fresh_database_url: str) -
     engine.dispose()
 
 
-def test_0005_gives_existing_datasets_their_name_key(fresh_database_url: str) -> None:
-    """Rows written before the column get the key new ones get (models.name_key), so the search finds them."""
-    engine = sa.create_engine(fresh_database_url)
+def test_0005_gives_existing_datasets_their_name_key(fresh_database_url: str, tmp_path: Path) -> None:
+    """Rows written before the column get the key new ones get (models.name_key), so the search finds them; and the
+    notifications keep their dataset (through the app's engine, with SQLite's foreign keys on, a table rebuild would
+    have set them to NULL)."""
+    engine = make_engine(Settings(_env_file=None, database_url=fresh_database_url, data_dir=tmp_path / "data"))
     _upgrade(engine, "0004")
     insert = sa.text(
         "INSERT INTO datasets (id, user_id, name, format, status, storage_bucket, storage_path, file_name, file_size,"
@@ -146,8 +148,17 @@ def test_0005_gives_existing_datasets_their_name_key(fresh_database_url: str) ->
     with engine.begin() as connection:
         for number, name in names.items():
             connection.execute(insert, {"id": f"{number:032x}", "name": name, "path": f"p{number}", "at": at})
+        connection.execute(
+            sa.text(
+                "INSERT INTO notifications (id, user_id, dataset_id, kind, title, message, created_at) VALUES"
+                " (:id, 'u', :dataset, 'dataset_ready', 't', 'm', :at)"
+            ),
+            {"id": f"{9:032x}", "dataset": f"{1:032x}", "at": at},
+        )
     _upgrade(engine, "head")
     with engine.connect() as connection:
         keys = dict(connection.execute(sa.text("SELECT storage_path, name_key FROM datasets")).all())
+        linked = connection.execute(sa.text("SELECT dataset_id FROM notifications")).scalar_one()
     assert keys == {"p1": "grösse café", "p2": "café naïve", "p3": "plain"}
+    assert linked is not None
     engine.dispose()

@@ -7,6 +7,10 @@ Create Date: 2026-11-24 19:00:00
 The list's search and the upload page's same-name check compare names case-folded (models.name_key). SQLite's
 LIKE and lower() fold ASCII letters only, so the folded name is stored; existing rows get theirs here, computed by
 the same function as new ones.
+
+The column keeps its server default (''): dropping it would make SQLite's batch mode rebuild the table, and with
+foreign keys on, dropping the old `datasets` fires notifications' ON DELETE SET NULL, unlinking every notification
+from its dataset. Adding a column with a default is a plain ALTER TABLE on both databases.
 """
 
 from collections.abc import Sequence
@@ -32,8 +36,6 @@ def upgrade() -> None:
         connection.execute(
             datasets.update().where(datasets.c.id == dataset_id).values(name_key=name_key(name))
         )
-    with op.batch_alter_table('datasets', schema=None) as batch_op:
-        batch_op.alter_column('name_key', server_default=None)
 
 
 def downgrade() -> None:
