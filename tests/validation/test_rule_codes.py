@@ -14,6 +14,7 @@ import copy
 import gzip
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -1338,6 +1339,28 @@ class TestJsonDetails:
         found = expect_error(d, "invalid_json", 1, field=None)
         assert found["column"] == line.index(constant) + 1
         assert constant in found["message"]
+
+    def test_truncated_line_after_a_huge_number_is_invalid_json(self) -> None:
+        """The standard library puts an unexpected end at the end of the text: that is not "parsed" (a review found
+        the line skipped without an issue, and the file passed as ready)."""
+        line = json.dumps(changed(messages(2), "messages[2].weight", 1)).replace('"weight": 1', '"weight": 1e400')
+        d = run([messages(1), line[:-1]] + [messages(i) for i in range(3, 11)], OPENAI)
+        found = expect_error(d, "invalid_json", 2, field=None)
+        assert found["column"] == len(line)  # the end of the truncated line
+        assert d["valid"] is False
+
+    @pytest.mark.parametrize("value", ["9" * 5000, "[" * 3000 + "]" * 3000])
+    def test_what_the_standard_library_cannot_read_after_a_huge_number_is_invalid_json(self, value: str) -> None:
+        """An integer of over 4,300 digits, or nesting deeper than Python's recursion: no crash of the validation."""
+        d = run([f'{{"n": 1e400, "x": {value}, "messages": []}}'], OPENAI)
+        expect_error(d, "invalid_json", 1, field=None)
+
+    def test_many_escaped_quotes_after_a_huge_number_take_linear_time(self) -> None:
+        line = '{"n": 1e400, "b": "' + '\\"' * 400_000  # an unterminated string of 800 KB
+        started = time.perf_counter()
+        found = expect_error(run([line], OPENAI), "invalid_json", 1, field=None)
+        assert time.perf_counter() - started < 5  # quadratic, it took about an hour; linear, well under a second
+        assert found["column"] == line.index('"b"') + 6  # the string that does not end
 
     def test_syntax_error_after_a_huge_number_is_invalid_json_at_the_error(self) -> None:
         line = '{"n": 1e400, "messages": [1,}'
