@@ -12,6 +12,7 @@ from lora_ui.components import NOTIFICATIONS_PAGE, escape_markdown
 from lora_ui.identity import runtime
 
 POLL_SECONDS = 3
+RECENT_UNREAD = 20
 SEEN_KEY = "seen_notification_ids"
 SINCE_KEY = "notifications_toasted_since"
 
@@ -23,18 +24,20 @@ def _utc(moment: datetime) -> datetime:
 def _poll(user_id: str) -> None:
     with runtime().session() as session:
         unread = service.unread_notification_count(session, user_id)
-        recent = service.list_notifications(session, user_id, unread_only=True, limit=20)
+        recent = service.list_notifications(session, user_id, unread_only=True, limit=RECENT_UNREAD)
     seen: set[str] | None = st.session_state.get(SEEN_KEY)
-    since: datetime | None = st.session_state.get(SINCE_KEY)
-    if seen is None or since is None:
+    if seen is None:
         # A new browser session: what is already there is not news; only what arrives from now on is toasted.
         seen = {str(n.id) for n in recent}
-        since = max((_utc(n.created_at) for n in recent), default=datetime.now(UTC))
-        st.session_state[SINCE_KEY] = since
+        # Only the newest RECENT_UNREAD are read: when there were more, an older one comes into view as a newer
+        # one is read, and it is not news (with 34 unread, reading one toasted an old one). Those left out were
+        # no newer than the oldest in view. (No such bound otherwise: a notification stamped before the session
+        # started may be committed after it, the sweep's write having waited for a lock.)
+        full = len(recent) >= RECENT_UNREAD
+        st.session_state[SINCE_KEY] = min(_utc(n.created_at) for n in recent) if full else None
+    since: datetime | None = st.session_state.get(SINCE_KEY)
     for notification in reversed(recent):  # oldest first, so toasts stack in order
-        # Only the newest unread are read here: an older one comes into view when a newer one is read, and it is
-        # not news (with more than 20 unread, reading one toasted an old one).
-        if str(notification.id) in seen or _utc(notification.created_at) <= since:
+        if str(notification.id) in seen or (since is not None and _utc(notification.created_at) <= since):
             continue
         seen.add(str(notification.id))
         icon = ":material/check_circle:" if notification.kind == NotificationKind.DATASET_READY else ":material/error:"
