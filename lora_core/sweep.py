@@ -49,6 +49,14 @@ HOUSEKEEPING_INTERVAL_SECONDS = 60.0
 _datasets = Dataset.__table__  # Core statements: the claim and the result are single SQL statements.
 
 
+def _column_value(value: Any) -> Any:
+    """A statistic as its column stores it: an integer past 64 bits (FORMAT.md bounds no turn_number, and total_turns
+    sums them) is left out, NULL, rather than failing the write; the report keeps the exact value."""
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return None
+    return value
+
+
 @dataclass(frozen=True)
 class Claim:
     dataset_id: uuid.UUID
@@ -256,7 +264,7 @@ class Sweeper:
             "error_message": None if valid else summarize_errors(data),
         }
         for name in STATISTIC_COLUMNS:
-            values[name] = stats.get(name)
+            values[name] = _column_value(stats.get(name))
         if valid:
             pairs = stats.get("total_training_pairs") or 0
             tokens = stats.get("total_tokens") or 0

@@ -92,6 +92,30 @@ class TestOutcomes:
         assert note.link == f"/dataset?id={dataset_id}"
         assert "44 training pairs" in note.message
 
+    def test_statistics_too_large_for_a_column_keep_their_exact_value_in_the_report(self, engine, store, settings):
+        """FORMAT.md sets no upper bound on turn_number, and total_turns sums the highest of each conversation: a
+        value past a 64-bit column is left out of the column (the report keeps it) instead of failing the write."""
+        pair = {
+            "id": "p1",
+            "conversation_id": "c1",
+            "turn_number": 10**20,
+            "system_prompt": "s",
+            "conversation_history": [],
+            "current_user_input": "u",
+            "target_response": "a",
+            "conversation_metadata": {},
+            "emotional_context": {},
+            "training_metadata": {},
+        }
+        content = (json.dumps(pair) + "\n").encode()
+        dataset_id = queue_dataset(engine, store, settings, content, format="brightrun_lora_v3")
+        assert Sweeper(engine, store, settings).run_once() == 1
+        dataset = load(engine, dataset_id)
+        assert dataset.status == DatasetStatus.READY
+        assert dataset.total_turns is None
+        assert dataset.validation_report["stats"]["total_turns"] == 10**20
+        assert dataset.total_training_pairs == 1
+
     def test_a_large_s3_dataset_is_spooled_and_checked_by_workers(self, engine, settings, monkeypatch):
         """On S3 the sweep downloads the object once; a large one goes to a spool file that workers read spans of.
         (EQ-12 counts as large here: the threshold is lowered.)"""
