@@ -324,23 +324,21 @@ class BlockChecker:
             # library reads it (as infinity, then `out_of_range` or `wrong_type`), but it also accepts NaN and lone
             # surrogates, so what orjson would have found after the number is looked for here.
             text = line.decode("utf-8")
-            parsed, syntax_at = False, -1
             try:
                 value = json.loads(text)
-                parsed, syntax_at = True, len(text)
-            except json.JSONDecodeError as error:  # its position; a truncated line's is the end of the text
-                syntax_at, message = error.pos, error.msg
+            except json.JSONDecodeError as error:  # at its position (a truncated line's is the end of the text)
+                column, message = error.pos + 1, error.msg
+                refusal = _first_refusal(text, error.pos)
             except (ValueError, RecursionError):
-                pass  # an integer of over 4,300 digits, nesting deeper than Python's: orjson's finding stands
-            refusal = _first_refusal(text, syntax_at) if syntax_at >= 0 else None
-            if parsed and refusal is None:
-                return value
+                refusal = None  # an integer of over 4,300 digits, nesting deeper than Python's: orjson's finding
+            else:
+                refusal = _first_refusal(text, len(text))
+                if refusal is None:
+                    return value
             if refusal is not None:
                 column = refusal[0] + 1
                 surrogate = refusal[1] is None
                 message = f"{refusal[1]} is not JSON"
-            elif syntax_at >= 0:
-                column = syntax_at + 1
         if surrogate:
             self.issues.add(
                 "invalid_unicode",
