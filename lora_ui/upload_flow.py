@@ -22,10 +22,6 @@ from lora_ui.upload_component import UploadJob
 JOB_KEY = "upload_job"
 
 
-NAME_MAX_CHARS = service.NAME_MAX_CHARS
-DESCRIPTION_MAX_CHARS = service.DESCRIPTION_MAX_CHARS
-
-
 def too_long(label: str, text: str | None, limit: int) -> str | None:
     """Why `text` is too long for its field (counted as the service counts it, trimmed), or None."""
     length = len(text.strip()) if text else 0
@@ -41,7 +37,10 @@ def form_problems(
     problems = []
     if not name.strip():
         problems.append("Give the dataset a name.")
-    for label, text, limit in (("name", name, NAME_MAX_CHARS), ("description", description, DESCRIPTION_MAX_CHARS)):
+    for label, text, limit in (
+        ("name", name, service.NAME_MAX_CHARS),
+        ("description", description, service.DESCRIPTION_MAX_CHARS),
+    ):
         if problem := too_long(label, text, limit):
             problems.append(problem)
     if not chosen_file:

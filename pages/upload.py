@@ -126,7 +126,7 @@ with st.container(border=True):
     # No max_chars: Streamlit drops a paste that would pass it, leaving the field empty without a word. The length
     # is checked instead (upload_flow.too_long), and said under the field.
     name = st.text_input("Name", key="upload_name", placeholder="e.g. Support chats, March", disabled=busy)
-    if problem := upload_flow.too_long("name", name, upload_flow.NAME_MAX_CHARS):
+    if problem := upload_flow.too_long("name", name, service.NAME_MAX_CHARS):
         st.error(escape_markdown(problem), icon=":material/error:")
     elif not busy:
         _same_name_note(user_id, name or "")
@@ -137,7 +137,7 @@ with st.container(border=True):
         placeholder="What is in it, where it came from",
         disabled=busy,
     )
-    if problem := upload_flow.too_long("description", description, upload_flow.DESCRIPTION_MAX_CHARS):
+    if problem := upload_flow.too_long("description", description, service.DESCRIPTION_MAX_CHARS):
         st.error(escape_markdown(problem), icon=":material/error:")
     fmt = st.selectbox(
         "Format",
