@@ -53,17 +53,22 @@ _MARKDOWN_SPECIALS = re.compile(r"([!-/:-@\[-`{-~])")
 _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
+def _one_line(text: str) -> str:
+    """`text` on one line (whitespace runs become one space) without bidirectional controls (invisible; what they
+    reorder would reach past the text), as both escapes below show it."""
+    return " ".join(_BIDI_CONTROLS.sub("", text).split())
+
+
 def escape_markdown(text: str) -> str:
-    """`text` made literal for any Markdown string (labels, captions, titles); newlines become spaces, and
-    bidirectional controls are dropped (invisible; what they reorder would reach past the text)."""
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", " ".join(_BIDI_CONTROLS.sub("", text).split()))
+    """`text` made literal for any Markdown string (labels, captions, titles), on one line (`_one_line`)."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", _one_line(text))
 
 
 def escape_markdown_keeping_code(text: str) -> str:
     """`escape_markdown`, except that the text's `code` spans stay code spans: our messages name codes and fields
     that way (`wrong_format`), and showed the backticks. Nothing inside a code span is Markdown, so it needs no
     escaping; with an unpaired backtick, the whole text stays literal."""
-    parts = " ".join(text.split()).split("`")
+    parts = _one_line(text).split("`")
     if len(parts) % 2 == 0:
         return escape_markdown(text)
     return "".join(
@@ -113,13 +118,17 @@ def format_thousands(value: int | None) -> str:
     raise AssertionError("unreachable: the last unit returns")
 
 
+def as_utc(moment: datetime) -> datetime:
+    """`moment` with its time zone: SQLite hands back naive datetimes, which are UTC here."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def format_when(moment: datetime | None, now: datetime | None = None) -> str:
     """A short relative time ("3 min ago"); older than a week, the UTC date."""
     if moment is None:
         return "—"
     now = now or datetime.now(UTC)
-    if moment.tzinfo is None:  # SQLite may hand back naive UTC
-        moment = moment.replace(tzinfo=UTC)
+    moment = as_utc(moment)
     seconds = max(0, int((now - moment).total_seconds()))
     if seconds < 60:
         return "just now"
@@ -137,9 +146,7 @@ def format_when(moment: datetime | None, now: datetime | None = None) -> str:
 def format_timestamp(moment: datetime | None) -> str:
     if moment is None:
         return "—"
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return as_utc(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def show_service_error(error: ServiceError) -> None:

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import streamlit as st
 
 from lora_core import service
 from lora_core.models import NotificationKind
-from lora_ui.components import NOTIFICATIONS_PAGE, escape_markdown
+from lora_ui.components import NOTIFICATIONS_PAGE, as_utc, escape_markdown
 from lora_ui.identity import runtime
 
 POLL_SECONDS = 3
 RECENT_UNREAD = 20
 SEEN_KEY = "seen_notification_ids"
 SINCE_KEY = "notifications_toasted_since"
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _poll(user_id: str) -> None:
@@ -34,10 +30,10 @@ def _poll(user_id: str) -> None:
         # no newer than the oldest in view. (No such bound otherwise: a notification stamped before the session
         # started may be committed after it, the sweep's write having waited for a lock.)
         full = len(recent) >= RECENT_UNREAD
-        st.session_state[SINCE_KEY] = min(_utc(n.created_at) for n in recent) if full else None
+        st.session_state[SINCE_KEY] = min(as_utc(n.created_at) for n in recent) if full else None
     since: datetime | None = st.session_state.get(SINCE_KEY)
     for notification in reversed(recent):  # oldest first, so toasts stack in order
-        if str(notification.id) in seen or (since is not None and _utc(notification.created_at) <= since):
+        if str(notification.id) in seen or (since is not None and as_utc(notification.created_at) <= since):
             continue
         seen.add(str(notification.id))
         icon = ":material/check_circle:" if notification.kind == NotificationKind.DATASET_READY else ":material/error:"

@@ -76,6 +76,7 @@ def test_formatting_helpers() -> None:
     assert escape_markdown("a\n*b*") == "a \\*b\\*"
     # A right-to-left override left open in a name turned the page's own text after it around.
     assert escape_markdown("\u202eRTL name lpsj.exe\u2066") == "RTL name lpsj\\.exe"
+    assert escape_markdown_keeping_code("Rename `\u202egpt` to `assistant`.") == "Rename `gpt` to `assistant`\\."
     # Our messages' `code` spans stay code; the rest is literal, and an unpaired backtick leaves all of it so.
     assert escape_markdown_keeping_code("44 of them `wrong_format`; *x*\n`a b`") == (
         "44 of them `wrong_format`\\; \\*x\\* `a b`"
