@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from lora_core import service
 from lora_core.errors import ServiceError
@@ -55,6 +56,28 @@ def _go_to_page(number: int) -> None:
 
 def _back_to_first_page() -> None:
     _go_to_page(1)
+
+
+def _canonical_status_param() -> None:
+    """`?status=ready` (the API's spelling, or a hand-typed link) selects "Ready", and an unknown status "All": the
+    bound control matches labels exactly and would otherwise drop the value and show every status without a word.
+
+    Binding seeds the control from the URL the run started with, so the URL is respelled and the page run again;
+    where the parameter is already bound (a link followed within the session), the control's state is set instead.
+    """
+    value = st.query_params.get("status")
+    if value is None or value in STATUS_FILTERS:
+        return
+    label = next((label for label in STATUS_FILTERS if label.casefold() == value.strip().casefold()), "All")
+    try:
+        if label == "All":
+            del st.query_params["status"]
+        else:
+            st.query_params["status"] = label
+    except StreamlitAPIException:
+        st.session_state["status"] = label
+    else:
+        st.rerun()
 
 
 def _fetch(user_id: str, search: str, status: str | None, page: int) -> service.DatasetPage:
@@ -200,6 +223,7 @@ search = st.text_input(
     max_chars=200,
     on_change=_back_to_first_page,
 )
+_canonical_status_param()
 status_label = st.segmented_control(
     "Status",
     list(STATUS_FILTERS),

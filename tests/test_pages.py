@@ -1012,3 +1012,31 @@ def test_an_old_unread_notification_coming_into_view_is_not_toasted(rt: Runtime)
     fresh = notify(rt, dataset, ok=False, later=True)
     at.run()
     assert [t.value for t in at.toast] == [escape_markdown(fresh.title)]
+
+
+@pytest.mark.parametrize(("given", "shown"), [("ready", "Ready"), (" ERROR ", "Error"), ("bogus", "All")])
+def test_status_in_the_url_is_read_whatever_its_case(rt: Runtime, given: str, shown: str) -> None:
+    """`?status=ready`, as the API spells statuses, filters as "Ready" does; an unknown status shows all."""
+    seed(rt, "Good", DatasetStatus.READY, report=ready_report())
+    seed(rt, "Broken", DatasetStatus.ERROR, report=error_report())
+    at = AppTest.from_file(UI_SCRIPT, default_timeout=30)
+    at.query_params["status"] = given
+    at.run()
+    assert not at.exception
+    assert at.button_group(key="status").value == shown
+    expected = {"Ready": ["Good"], "Error": ["Broken"], "All": ["Broken", "Good"]}[shown]
+    assert sorted(dataset_names_listed(at)) == expected
+    assert at.query_params.get("status", "All") == shown  # the link now reads as the control's label
+
+
+def test_status_respelled_within_a_session_still_filters(rt: Runtime) -> None:
+    """Once the control is bound its parameter cannot be set by code: the control's state is set instead."""
+    seed(rt, "Good", DatasetStatus.READY, report=ready_report())
+    seed(rt, "Broken", DatasetStatus.ERROR, report=error_report())
+    at = AppTest.from_file(UI_SCRIPT, default_timeout=30)
+    at.run()
+    at.query_params["status"] = "error"
+    at.run()
+    assert not at.exception
+    assert at.button_group(key="status").value == "Error"
+    assert dataset_names_listed(at) == ["Broken"]
