@@ -17,19 +17,24 @@ def _count_axis() -> alt.Axis:
     return alt.Axis(tickMinStep=1, format="~s")
 
 
-def _bin_label(low: int, high: int | None) -> str:
+def _bin_label(low: int, high: int | None, largest: int | None = None) -> str:
+    """`low–high-1`; the open last bin ends at the largest value when it is known ("2–3" for a file whose longest
+    conversation has 3 turns, where "≥ 2" would suggest more), else is `≥ low`."""
     if high is None:
-        return f"≥ {low:,}"
+        if largest is None or largest < low:
+            return f"≥ {low:,}"
+        high = largest + 1
     if high - low == 1:
         return f"{low:,}"
     return f"{low:,}–{high - 1:,}"
 
 
-def histogram_frame(bins: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per bin: its label, bounds and count; the open last bin gets `to = None`."""
+def histogram_frame(bins: Sequence[Mapping[str, Any]], largest: int | None = None) -> pd.DataFrame:
+    """One row per bin: its label, bounds and count; the open last bin, which holds `largest` (the distribution's
+    max, FORMAT.md), gets `to = None`."""
     rows = [
         {
-            "bin": _bin_label(int(b["from"]), None if b.get("to") is None else int(b["to"])),
+            "bin": _bin_label(int(b["from"]), None if b.get("to") is None else int(b["to"]), largest),
             "from": int(b["from"]),
             "to": b.get("to"),
             "count": int(b.get("count") or 0),
@@ -48,15 +53,20 @@ def _trim_leading_empty(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[nonzero[0] :].reset_index(drop=True)
 
 
-def _limit_position(frame: pd.DataFrame, limit: int) -> tuple[str, float] | None:
-    """The bin holding `limit` and where in its band the limit falls (0 = left edge, 1 = right edge)."""
+def _limit_position(frame: pd.DataFrame, limit: int, largest: int | None = None) -> tuple[str, float] | None:
+    """The bin holding `limit` and where in its band the limit falls (0 = left edge, 1 = right edge); the open last
+    bin's band ends past `largest` when it is known, else the limit is put in its middle."""
     for row in frame.to_dict("records"):
         high = row["to"]
         open_ended = high is None or pd.isna(high)
         if row["from"] <= limit and (open_ended or limit < int(high)):
             if limit == row["from"]:
                 return str(row["bin"]), 0.0
-            return str(row["bin"]), 0.5 if open_ended else (limit - row["from"]) / (int(high) - row["from"])
+            if open_ended:
+                if largest is None or largest < limit:
+                    return str(row["bin"]), 0.5
+                high = largest + 1
+            return str(row["bin"]), (limit - row["from"]) / (int(high) - row["from"])
     return None
 
 
@@ -69,7 +79,7 @@ def tokens_histogram(
     range holds the limit, at its proportional place (exactly on the edge for the default 2048). When no example
     reaches the limit (`max_tokens` below it) there is nothing to mark and no rule is drawn.
     """
-    frame = _trim_leading_empty(histogram_frame(bins))
+    frame = _trim_leading_empty(histogram_frame(bins, max_tokens))
     # Bins that start at or past the limit hold (almost) only examples a trainer would truncate.
     frame["over"] = frame["from"] >= context_limit if context_limit else False
     order = frame["bin"].tolist()
@@ -84,7 +94,7 @@ def tokens_histogram(
         )
     )
     reaches_limit = max_tokens is None or (context_limit is not None and max_tokens > context_limit)
-    position = _limit_position(frame, context_limit) if context_limit and reaches_limit else None
+    position = _limit_position(frame, context_limit, max_tokens) if context_limit and reaches_limit else None
     if position is None:
         return bars.properties(height=280)
     limit_bin, band_position = position
@@ -99,9 +109,9 @@ def tokens_histogram(
     return alt.layer(bars, rule, text).properties(height=280)
 
 
-def turns_histogram(bins: Sequence[Mapping[str, Any]]) -> alt.Chart:
+def turns_histogram(bins: Sequence[Mapping[str, Any]], max_turns: int | None = None) -> alt.Chart:
     """Conversations per number of turns (user and assistant messages)."""
-    frame = _trim_leading_empty(histogram_frame(bins))
+    frame = _trim_leading_empty(histogram_frame(bins, max_turns))
     return (
         alt.Chart(frame)
         .mark_bar(cornerRadiusTopLeft=3, cornerRadiusTopRight=3, color="#6366f1")

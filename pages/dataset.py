@@ -191,8 +191,9 @@ def _charts(stats: Mapping[str, Any]) -> None:
     with right, st.container(border=True):
         st.markdown("**Turns per conversation**")
         if turns:
-            st.altair_chart(charts.turns_histogram(turns), width="stretch")
-            _distribution_caption(stats.get("turns_per_conversation") or {})
+            distribution = stats.get("turns_per_conversation") or {}
+            st.altair_chart(charts.turns_histogram(turns, distribution.get("max")), width="stretch")
+            _distribution_caption(distribution)
         else:
             st.caption("No conversations to chart.")
     with st.container(border=True):

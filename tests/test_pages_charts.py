@@ -29,8 +29,8 @@ def _layers(chart: object) -> list[dict]:
 def test_token_histogram_drops_leading_empty_bins_and_marks_the_limit_on_its_edge() -> None:
     chart = charts.tokens_histogram(EQ12_TOKEN_BINS, 2048, max_tokens=2806)
     _bars, rule, label = _layers(chart)
-    frame = charts._trim_leading_empty(charts.histogram_frame(EQ12_TOKEN_BINS))
-    assert frame["bin"].tolist() == ["256–511", "512–1,023", "1,024–2,047", "≥ 2,048"]
+    frame = charts._trim_leading_empty(charts.histogram_frame(EQ12_TOKEN_BINS, 2806))
+    assert frame["bin"].tolist() == ["256–511", "512–1,023", "1,024–2,047", "2,048–2,806"]  # the max ends the last
     assert rule["mark"]["type"] == "rule"
     assert rule["encoding"]["x"]["bandPosition"] == 0.0
     assert label["encoding"]["text"] == {"field": "label", "type": "nominal"}
@@ -39,7 +39,19 @@ def test_token_histogram_drops_leading_empty_bins_and_marks_the_limit_on_its_edg
 def test_limit_inside_a_bin_sits_at_its_proportional_place() -> None:
     frame = charts.histogram_frame(EQ12_TOKEN_BINS)
     assert charts._limit_position(frame, 1536) == ("1,024–2,047", 0.5)
-    assert charts._limit_position(frame, 4096) == ("≥ 2,048", 0.5)
+    assert charts._limit_position(frame, 4096) == ("≥ 2,048", 0.5)  # an open bin without its max: the middle
+    frame = charts.histogram_frame(EQ12_TOKEN_BINS, 3071)
+    assert charts._limit_position(frame, 2560, 3071) == ("2,048–3,071", 0.5)
+
+
+def test_open_last_bin_ends_at_the_largest_value() -> None:
+    """A tiny file's longest conversation of 3 turns is "2–3", not "≥ 2", which suggests longer ones."""
+    bins = [{"from": 0, "to": 1, "count": 0}, {"from": 1, "to": 2, "count": 0}, {"from": 2, "to": None, "count": 4}]
+    assert charts.histogram_frame(bins, 3)["bin"].tolist() == ["0", "1", "2–3"]
+    assert charts.histogram_frame(bins, 2)["bin"].tolist() == ["0", "1", "2"]
+    assert charts.histogram_frame(bins)["bin"].tolist() == ["0", "1", "≥ 2"]  # no max in the report
+    spec = charts.turns_histogram(bins, 3).to_dict()
+    assert spec["encoding"]["x"]["sort"] == ["2–3"]
 
 
 def test_no_rule_when_every_example_fits() -> None:
