@@ -14,13 +14,37 @@ from lora_ui.identity import current_user_id, runtime
 from lora_ui.navigation import require_navigation
 
 FLASH_KEY = "settings_flash"
+PENDING_REVOKE_KEY = "pending_revoke"  # (token id, name) of a Revoke click awaiting its confirmation
 
 require_navigation()
 user_id = current_user_id()
 rt = runtime()
 
 
+def _request_revoke(token_id: str, name: str) -> None:
+    st.session_state[PENDING_REVOKE_KEY] = (token_id, name)
+
+
+def _cancel_revoke() -> None:
+    st.session_state.pop(PENDING_REVOKE_KEY, None)
+
+
+@st.dialog("Revoke this token?", on_dismiss=_cancel_revoke)
+def _confirm_revoke(token_id: str, name: str) -> None:
+    """A revoked token cannot be restored, and every script using it fails at once: a slip must not do that."""
+    st.write("Scripts that send this token are refused from now on, and it cannot be restored:")
+    st.text(name)
+    confirm, cancel = st.columns(2)
+    if confirm.button("Revoke", type="primary", key="confirm_revoke", width="stretch"):
+        _revoke(token_id, name)
+        st.rerun()
+    if cancel.button("Cancel", key="cancel_revoke", width="stretch"):
+        _cancel_revoke()
+        st.rerun()
+
+
 def _revoke(token_id: str, name: str) -> None:
+    st.session_state.pop(PENDING_REVOKE_KEY, None)
     try:
         with rt.session() as session:
             revoke_api_token(session, user_id, token_id)
@@ -74,5 +98,12 @@ for token in tokens:
             + (f"last used {format_when(token.last_used_at)}" if token.last_used_at else "never used")
         )
         action.button(
-            "Revoke", key=f"revoke-{token.id}", on_click=_revoke, args=(str(token.id), token.name), type="secondary"
+            "Revoke",
+            key=f"revoke-{token.id}",
+            on_click=_request_revoke,
+            args=(str(token.id), token.name),
+            type="secondary",
         )
+pending_revoke = st.session_state.get(PENDING_REVOKE_KEY)
+if pending_revoke:
+    _confirm_revoke(*pending_revoke)

@@ -92,6 +92,18 @@ def test_revoking_a_token_refuses_it_from_then_on(app_env: None) -> None:
     assert len(listed) == 1 and "old script" in listed[0]  # only the user's own tokens
     at.button(key=f"revoke-{created.record.id}").click()
     at.run()
+    assert "old script" in [t.value for t in at.text]  # the dialog names the token, and nothing is revoked yet
+    with get_runtime().session() as session:
+        assert authenticate_token(session, created.token) is not None
+    at.button(key="cancel_revoke").click()
+    at.run()
+    with get_runtime().session() as session:
+        assert authenticate_token(session, created.token) is not None
+    assert not any(t.value == "old script" for t in at.text)  # the dialog is gone
+    at.button(key=f"revoke-{created.record.id}").click()
+    at.run()
+    at.button(key="confirm_revoke").click()
+    at.run()
     assert any("Revoked" in s.value for s in at.success)
     with get_runtime().session() as session:
         assert authenticate_token(session, created.token) is None
