@@ -59,6 +59,15 @@ def _one_line(text: str) -> str:
     return " ".join(_BIDI_CONTROLS.sub("", text).split())
 
 
+def tab_title(name: str) -> str:
+    """A browser tab's title for a page about `name`: one line, no bidirectional controls (an override would
+    reverse the app's name after it), cut so the app's name still shows."""
+    name = _one_line(name)
+    if len(name) > 60:
+        name = name[:59].rstrip() + "…"
+    return f"{name} · LoRA Dataset Manager"
+
+
 def escape_markdown(text: str) -> str:
     """`text` made literal for any Markdown string (labels, captions, titles), on one line (`_one_line`)."""
     return _MARKDOWN_SPECIALS.sub(r"\\\1", _one_line(text))

@@ -36,6 +36,7 @@ from lora_ui.components import (
     show_flash,
     show_service_error,
     status_badge,
+    tab_title,
 )
 from lora_ui.identity import current_user_id, runtime
 from lora_ui.navigation import require_navigation
@@ -83,6 +84,7 @@ def _go_to_list() -> None:
 
 
 def _header(dataset: Dataset) -> None:
+    st.set_page_config(page_title=tab_title(dataset.name))  # several datasets open in tabs are told apart
     st.page_link(DATASETS_PAGE, label="All datasets", icon=":material/arrow_back:")
     title_col, badge_col = st.columns([5, 1], vertical_alignment="center")
     title_col.title(escape_markdown(dataset.name))

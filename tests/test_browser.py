@@ -121,10 +121,13 @@ def test_upload_validate_and_browse_eq12(page: object, base_url: str) -> None:
     sync_api.expect(page.get_by_text("Errors and warnings")).to_be_visible()  # type: ignore[attr-defined]
     sync_api.expect(page.get_by_role("tab", name="Warnings (52)")).to_be_visible()  # type: ignore[attr-defined]
     sync_api.expect(page.get_by_test_id("stChatMessage").first).to_be_visible()  # type: ignore[attr-defined]
+    sync_api.expect(page).to_have_title("EQ-12 demo · LoRA Dataset Manager")  # tabs of several datasets differ
     # The result is on screen, so its "ready" notification is read: the sidebar's poll counts none unread.
     sync_api.expect(sidebar.get_by_text("No unread notifications")).to_be_visible(timeout=15_000)
     detail_shot = _screenshot(page, "detail")
     _full_height_screenshot(page, "detail-full")
+    page.get_by_role("link", name="All datasets").click()  # type: ignore[attr-defined]
+    sync_api.expect(page).not_to_have_title(re.compile("EQ-12"))  # the dataset's title leaves with its page
 
     page.goto(base_url)  # type: ignore[attr-defined]
     row = page.get_by_text("EQ-12 demo", exact=True)  # type: ignore[attr-defined]

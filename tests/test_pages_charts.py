@@ -9,6 +9,7 @@ from lora_ui.components import (
     escape_markdown_keeping_code,
     format_size,
     format_thousands,
+    tab_title,
 )
 
 EQ12_TOKEN_BINS = [
@@ -86,6 +87,8 @@ def test_formatting_helpers() -> None:
     assert format_thousands(123_456_789) == "123M"
     assert format_thousands(999_500_000) == "1.00B"
     assert escape_markdown("a\n*b*") == "a \\*b\\*"
+    assert tab_title("\u202eSales\nQ3") == "Sales Q3 · LoRA Dataset Manager"
+    assert tab_title("x" * 80) == "x" * 59 + "… · LoRA Dataset Manager"
     # A right-to-left override left open in a name turned the page's own text after it around.
     assert escape_markdown("\u202eRTL name lpsj.exe\u2066") == "RTL name lpsj\\.exe"
     assert escape_markdown_keeping_code("Rename `\u202egpt` to `assistant`.") == "Rename `gpt` to `assistant`\\."
