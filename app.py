@@ -17,6 +17,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from lora_core.api import api_routes
 from lora_core.runtime import get_runtime
+from lora_core.settings import public_url_mismatch
 from lora_core.sweep import start_sweep, stop_sweep
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -44,6 +45,8 @@ uvicorn.config.ProxyHeadersMiddleware = _proxy_headers_ignored  # type: ignore[a
 async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
     """Migrate the database, then run the validation sweep for as long as the server runs."""
     runtime = get_runtime()
+    if warning := public_url_mismatch(runtime.settings.public_base_url, int(st.get_option("server.port"))):
+        logging.getLogger("lora_core.app").warning(warning)
     start_sweep(runtime.engine, runtime.store, runtime.settings)
     try:
         yield {"runtime": runtime}

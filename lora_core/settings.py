@@ -6,6 +6,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -109,3 +110,27 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Process-wide settings; tests build their own `Settings(...)` and pass it in instead."""
     return Settings()
+
+
+def public_url_mismatch(public_base_url: str, port: int) -> str | None:
+    """A warning when LORA_PUBLIC_BASE_URL names this machine on another port than the server listens on.
+
+    The pages link relative to the address the browser opened, but the API hands out absolute upload and download
+    URLs (local storage) on LORA_PUBLIC_BASE_URL: a script would be sent to a port where nothing answers. Behind a
+    proxy (another host name) the ports differ by design, and nothing is said.
+    """
+    url = urlsplit(public_base_url)
+    if url.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    try:
+        named = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:  # a port that is not a number: the URL is broken in another way, reported where it is used
+        return None
+    if named == port:
+        return None
+    host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+    return (
+        f"LORA_PUBLIC_BASE_URL is {public_base_url}, but the server listens on port {port}: upload and download "
+        f"URLs given to API clients will point at port {named}. Set LORA_PUBLIC_BASE_URL={url.scheme}://{host}:{port} "
+        "(or run on that port)."
+    )
