@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -183,6 +183,41 @@ def test_a_failed_upload_says_why_and_keeps_nothing(page: object, base_url: str,
     page.goto(base_url)  # type: ignore[attr-defined]
     sync_api.expect(page.get_by_role("heading", name="Datasets")).to_be_visible()  # type: ignore[attr-defined]
     sync_api.expect(page.get_by_text(name, exact=True)).to_have_count(0)  # type: ignore[attr-defined]
+
+
+def test_leaving_the_upload_page_mid_upload_asks_first(page: object, base_url: str) -> None:
+    """A menu click during an upload used to stop it without a word; now the user is asked, and may stay."""
+    held: list[object] = []
+    page.route("**/api/storage/upload**", lambda route: held.append(route))  # type: ignore[attr-defined]  # hangs
+    asked: list[str] = []
+
+    def answer(accept: bool) -> Callable[[object], None]:
+        def handle(dialog: object) -> None:
+            asked.append(dialog.message)  # type: ignore[attr-defined]
+            dialog.accept() if accept else dialog.dismiss()  # type: ignore[attr-defined]
+
+        return handle
+
+    page.goto(f"{base_url}/upload")  # type: ignore[attr-defined]
+    _choose_file_and_fill(page, "Slow upload", EQ12_PATH)
+    page.get_by_role("button", name="Upload", exact=True).click()  # type: ignore[attr-defined]
+    progress = page.get_by_test_id("dataset-upload-progress")  # type: ignore[attr-defined]
+    sync_api.expect(progress).to_contain_text("Uploading")
+    menu = page.get_by_test_id("stSidebar").get_by_role("link", name="Datasets")  # type: ignore[attr-defined]
+
+    page.once("dialog", answer(False))  # type: ignore[attr-defined]
+    menu.click()
+    sync_api.expect(progress).to_contain_text("Uploading")  # stayed, and the upload goes on
+    assert page.url.endswith("/upload"), page.url  # type: ignore[attr-defined]
+    assert len(asked) == 1 and f"“{EQ12_PATH.name}” is still uploading" in asked[0], asked
+
+    page.once("dialog", answer(True))  # type: ignore[attr-defined]
+    menu.click()
+    sync_api.expect(page.get_by_role("heading", name="Datasets")).to_be_visible()  # type: ignore[attr-defined]
+    assert len(asked) == 2
+    sync_api.expect(page.get_by_text("The upload of “Slow upload” stopped when you left")).to_be_visible()  # type: ignore[attr-defined]
+    for route in held:
+        route.abort()  # type: ignore[attr-defined]
 
 
 def _api(base_url: str, method: str, path: str, body: object = None) -> dict[str, object]:

@@ -138,6 +138,29 @@ function warnOnLeave(event) {
   event.returnValue = "";
 }
 
+// The upload in progress, for the guard below (one upload runs at a time on a page).
+let running = null;
+
+// A click on a link to another page of the app (the sidebar's menu, "All datasets"…) unmounts this component,
+// which stops the upload: ask first, as the browser's own prompt does for a reload or a closed tab. Captured on
+// the window, before the app's own handlers see the click; cancelling keeps the user here and the upload going.
+function confirmLeave(event) {
+  if (!running || event.defaultPrevented || event.button !== 0) return;
+  if (event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return; // a new tab or window: nothing stops
+  const link = event.target instanceof Element ? event.target.closest("a[href]") : null;
+  if (!link || link.target === "_blank" || link.hasAttribute("download")) return;
+  const url = new URL(link.href, window.location.href);
+  if (url.origin !== window.location.origin || (url.pathname === window.location.pathname && url.hash)) return;
+  const { name, fraction } = running;
+  const question =
+    `“${name}” is still uploading (${Math.floor(fraction * 100)}% sent). ` +
+    "Leaving this page stops the upload. Leave anyway?";
+  if (!window.confirm(question)) {
+    event.preventDefault();
+    event.stopImmediatePropagation();
+  }
+}
+
 function startUpload(self, job, setTriggerValue) {
   const file = self.input.files && self.input.files[0];
   const report = (outcome) => {
@@ -158,11 +181,15 @@ function startUpload(self, job, setTriggerValue) {
   self.showMessage("");
   setBusy(self, true);
   window.addEventListener("beforeunload", warnOnLeave);
+  running = { name: file.name, fraction: 0 };
+  window.addEventListener("click", confirmLeave, true);
 
   const finish = (outcome) => {
     self.xhr = null;
     setBusy(self, false);
     window.removeEventListener("beforeunload", warnOnLeave);
+    window.removeEventListener("click", confirmLeave, true);
+    running = null;
     if (outcome.ok) {
       self.progress.classList.add("done");
       self.fill.style.width = "100%";
@@ -185,6 +212,7 @@ function startUpload(self, job, setTriggerValue) {
     const fraction = total ? Math.min(1, event.loaded / total) : 0;
     const seconds = (performance.now() - started) / 1000;
     const rate = seconds > 0.5 ? ` · ${formatBytes(event.loaded / seconds)}/s` : "";
+    if (running) running.fraction = fraction;
     self.fill.style.width = `${(fraction * 100).toFixed(1)}%`;
     self.progressText.textContent =
       `Uploading… ${Math.floor(fraction * 100)}% · ${formatBytes(event.loaded)} of ${formatBytes(total)}${rate}`;
