@@ -20,7 +20,7 @@ import orjson
 from lora_core.validation.codes import KEPT_LINE_ISSUES, WARNING_CODES
 from lora_core.validation.limits import ValidationLimits
 from lora_core.validation.reader import over_limit
-from lora_core.validation.rules import RecordRules, json_type
+from lora_core.validation.rules import RecordRules, json_type, quoted
 from lora_core.validation.stats import ExampleCounter, ExampleTotals
 from lora_core.validation.tokens import TokenCounter
 
@@ -454,7 +454,9 @@ class BlockChecker:
 
     def _unknown_shape(self, number: int, record: dict[str, Any]) -> None:
         keys = list(record)
-        shown = ", ".join(f"`{key}`" for key in keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+        shown = ", ".join(f"`{quoted(key)}`" for key in keys[:8]) + (
+            f" and {len(keys) - 8} more" if len(keys) > 8 else ""
+        )
         expected = " or ".join(SHAPE_WORDS[shape] for shape in self.accepted)
         self.issues.add(
             "unknown_shape",

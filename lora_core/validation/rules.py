@@ -50,13 +50,23 @@ def json_type(value: Any) -> str:
     return "an object"
 
 
+# The most of a file's value (an id, a role, a key) that an issue's message quotes.
+QUOTED_CHARS = 80
+
+
+def quoted(value: str) -> str:
+    """A value of the file as an issue quotes it, cut to QUOTED_CHARS with "…": a 1 MB role quoted whole made a
+    1 MB message on each of the 100 listed lines, then in the error banner and the owner's notification."""
+    return value if len(value) <= QUOTED_CHARS else value[: QUOTED_CHARS - 1] + "…"
+
+
 def duplicate_id(add: AddIssue, line: int, record_id: str, first: int) -> None:
     """`duplicate_id` on `line`, whose id the file's `first` line already uses."""
     add(
         "duplicate_id",
         line,
         "id",
-        f"The id `{record_id}` is already used on line {first}.",
+        f"The id `{quoted(record_id)}` is already used on line {first}.",
         "Give every line its own id.",
     )
 
@@ -152,7 +162,7 @@ class RecordRules:
         if lowered in allowed:
             hint = f"Roles are case-sensitive: write `{lowered}`."
         elif lowered in _ROLE_MAPPING:
-            hint = f"Rename `{role}` to `{_ROLE_MAPPING[lowered]}`."
+            hint = f"Rename `{quoted(role)}` to `{_ROLE_MAPPING[lowered]}`."
         elif lowered in ("tool", "function"):
             hint = "Tool and function calls are not supported: remove these messages or rewrite them as text."
         elif role == "system":
@@ -163,7 +173,7 @@ class RecordRules:
             "unknown_role",
             line,
             f"{field}.role",
-            f"The role `{role}` is not one of {', '.join(allowed)}.",
+            f"The role `{quoted(role)}` is not one of {', '.join(allowed)}.",
             hint,
         )
         return None
@@ -645,8 +655,8 @@ class RecordRules:
                 add(
                     "unknown_key",
                     line,
-                    f"{where}.{key}",
-                    f"`{key}` is not a message key the OpenAI chat format knows; trainers ignore or reject it.",
+                    f"{where}.{quoted(key)}",
+                    f"`{quoted(key)}` is not a message key the OpenAI chat format knows; trainers ignore or reject it.",
                     "Keep only role, content, name and weight in messages; move other data to the top level.",
                 )
         name = entry.get("name", MISSING)

@@ -1689,3 +1689,28 @@ def test_eq12_exporter_sample() -> None:
     assert stats["total_turns"] == 88
     assert d["warning_counts"]["repeated_user_input"] == 44
     assert d["warning_counts"]["over_context_limit"] == 8
+
+
+class TestQuotedValues:
+    """A value of the file quoted in a message is cut: a 1 MB role made a 1 MB message on each listed line, then in
+    the error banner and the owner's notification (and a report too large for PostgreSQL's JSONB)."""
+
+    LONG = "x" * 1_000_000
+
+    def test_a_long_role_is_cut_in_the_message(self) -> None:
+        record = with_extra_entry(pair(2), "conversation_history", {"role": self.LONG, "content": "Hello there."})
+        found = expect_error(run([pair(1), record]), "unknown_role", 2, field="conversation_history[2].role")
+        assert len(found["message"]) < 200 and "x" * 79 + "…" in found["message"]
+
+    def test_a_long_key_is_cut_in_the_message_and_the_field(self) -> None:
+        record = messages(2)
+        record["messages"][1][self.LONG] = 1
+        found = expect_warning(run([messages(1), record], OPENAI), "unknown_key", 2)
+        assert len(found["message"]) < 200 and len(found["field"]) < 100 and found["field"].endswith("…")
+
+    def test_a_long_duplicate_id_and_long_unknown_keys_are_cut(self) -> None:
+        first = changed(pair(1), "id", self.LONG)
+        second = changed(pair(2), "id", self.LONG)
+        d = run([first, second, {self.LONG: 1, "y" * 500: 2}])
+        assert len(expect_error(d, "duplicate_id", 2)["message"]) < 200
+        assert len(expect_error(d, "unknown_shape", 3)["message"]) < 400
