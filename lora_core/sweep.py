@@ -57,6 +57,39 @@ def _column_value(value: Any) -> Any:
     return value
 
 
+_SURROGATES = str.maketrans({code: "\ufffd" for code in range(0xD800, 0xE000)})
+
+
+def storable(value: Any) -> Any:
+    """`value` (a report, a message) with what PostgreSQL's text and JSONB refuse replaced by U+FFFD: NUL, which is
+    valid JSON (`\u0000`) and UTF-8, and lone surrogates (a line the standard library read). A sample's content or a
+    quoted value holding one failed the result's write there, and the dataset was retried until "interrupted 3
+    times" (SQLite stores them; both databases now store the same)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                value = value.translate(_SURROGATES)
+        return value
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
+
+
+def _value_refused(error: SQLAlchemyError) -> bool:
+    """Whether the database refused a value itself (a data exception, a size over its limits), not the connection:
+    writing the same value again would fail again."""
+    if isinstance(error, sa.exc.DataError):
+        return True
+    state = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
+    return state[:2] in ("22", "54")  # SQLSTATE classes: data exception, program limit exceeded
+
+
 @dataclass(frozen=True)
 class Claim:
     dataset_id: uuid.UUID
@@ -250,7 +283,7 @@ class Sweeper:
     # -- results ----------------------------------------------------------------------------------------------
 
     def _write_report(self, claim: Claim, report: ValidationReport) -> bool:
-        data = report.to_dict()
+        data = storable(report.to_dict())
         stats: dict[str, Any] = data.get("stats") or {}
         valid = bool(data["valid"])
         now = utcnow()
@@ -278,7 +311,18 @@ class Sweeper:
                 f"“{claim.name}” failed validation",
                 values["error_message"],
             )
-        return self._finish(claim, values, notification)
+        try:
+            return self._finish(claim, values, notification)
+        except SQLAlchemyError as error:
+            if not _value_refused(error):
+                raise
+            # Retrying the same write would fail the same way, until "interrupted 3 times": keep the verdict, the
+            # counts and the statistics, without the listed issues and samples that carried what was refused.
+            log.exception(
+                "the report of dataset %s was refused by the database; stored without its lists", claim.dataset_id
+            )
+            values["validation_report"] = _without_lists(data)
+            return self._finish(claim, values, notification)
 
     def _write_failure(self, claim: Claim, message: str) -> bool:
         values = {
@@ -368,6 +412,11 @@ def _log_outcome(claim: Claim, outcome: str, started: float, *, validated: bool 
 
 def _counted(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'s' if count != 1 else ''}"
+
+
+def _without_lists(report: dict[str, Any]) -> dict[str, Any]:
+    """A report as FORMAT.md shapes it, without its listed issues and samples (the counts per code stay)."""
+    return {**report, "errors": [], "warnings": [], "samples": []}
 
 
 def summarize_errors(report: dict[str, Any]) -> str:

@@ -481,3 +481,57 @@ class TestAcrossProcesses:
                 signal.signal(signum, handler)
         assert len(calls) == 2
         assert "sweep failed" in caplog.text
+
+
+class TestValuesTheDatabaseRefuses:
+    """PostgreSQL's text and JSONB refuse NUL and lone surrogates, which a valid file can carry into the report (a
+    sample's content, a quoted role): the write failed and the dataset was retried until "interrupted 3 times"."""
+
+    def test_a_nul_in_a_sample_and_in_an_error_is_stored_as_a_replacement_character(self, engine, store, settings):
+        good = json.loads(GOOD_LINE)
+        good["messages"][1]["content"] = "Hello\u0000there"
+        bad = json.loads(GOOD_LINE)
+        bad["messages"][1]["role"] = "us\u0000er"
+        content = (json.dumps(good) + "\n" + json.dumps(bad) + "\n").encode()
+        dataset_id = queue_dataset(engine, store, settings, content)
+        assert Sweeper(engine, store, settings).run_once() == 1
+        dataset = load(engine, dataset_id)
+        assert dataset.status == DatasetStatus.ERROR and dataset.lease_owner is None
+        assert dataset.validation_report["samples"][0]["messages"][1]["content"] == "Hello\ufffdthere"
+        error = dataset.validation_report["errors"][0]
+        assert error["code"] == "unknown_role" and "us\ufffder" in error["message"]
+        assert "us\ufffder" in (dataset.error_message or "")
+        [note] = notifications(engine, dataset_id)
+        assert note.kind == NotificationKind.DATASET_FAILED and "\u0000" not in note.message
+
+    def test_storable_replaces_nul_and_lone_surrogates_in_keys_and_values(self):
+        report = {"a\u0000": ["ok", "x\ud800y", {"k": "caf\u00e9\u0000"}], "n": 1, "none": None}
+        assert sweep_module.storable(report) == {
+            "a\ufffd": ["ok", "x\ufffdy", {"k": "caf\u00e9\ufffd"}],
+            "n": 1,
+            "none": None,
+        }
+
+    def test_a_report_the_database_still_refuses_is_stored_without_its_lists(
+        self, engine, store, settings, monkeypatch
+    ):
+        """The last resort: the verdict, counts and statistics are kept, instead of retrying a write that must fail."""
+        dataset_id = queue_dataset(engine, store, settings, EQ12_PATH.read_bytes(), format="brightrun_lora_v4")
+        sweeper = Sweeper(engine, store, settings)
+        finish = sweeper._finish
+        refused: list[bool] = []
+
+        def refuse_lists_once(claim, values, notification):
+            report = values.get("validation_report") or {}
+            if report.get("samples") and not refused:
+                refused.append(True)
+                raise sa.exc.DataError("UPDATE datasets …", {}, Exception("value too long"))
+            return finish(claim, values, notification)
+
+        monkeypatch.setattr(sweeper, "_finish", refuse_lists_once)
+        assert sweeper.run_once() == 1
+        dataset = load(engine, dataset_id)
+        assert refused and dataset.status == DatasetStatus.READY and dataset.lease_owner is None
+        assert dataset.total_training_pairs == 44 and dataset.validation_report["warning_count"] >= 44
+        assert dataset.validation_report["samples"] == [] and dataset.validation_report["warnings"] == []
+        assert len(notifications(engine, dataset_id)) == 1
