@@ -18,6 +18,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
+from sqlalchemy import orm
 from sqlmodel import Session, col, select
 
 from lora_core.errors import (
@@ -325,6 +326,9 @@ def list_datasets(
     items = session.exec(
         select(Dataset)
         .where(*conditions)
+        # Without the report: a list (polled every 2 s while something is pending) needs the statistics' columns,
+        # not the listed issues and samples (up to 3 lines' worth of messages each); `get_dataset` has it.
+        .options(orm.defer(Dataset.validation_report))  # type: ignore[arg-type]
         .order_by(col(Dataset.created_at).desc(), col(Dataset.id).desc())
         .offset((page - 1) * limit)
         .limit(limit)

@@ -15,7 +15,8 @@ from sqlmodel import Session, select
 from lora_core import service
 from lora_core.errors import Conflict, FieldProblem, InvalidInput, NotFound, StorageUnavailable, UploadRejected
 from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
-from lora_core.storage import LocalStore, StorageError
+from lora_core.settings import Settings
+from lora_core.storage import LocalStore, ObjectStore, StorageError
 
 ALICE = "alice"
 BOB = "bob"
@@ -586,3 +587,19 @@ class TestHardening:
         service.confirm_upload(session, store, settings, ALICE, dataset.id)
         assert not service.upload_allowed(session, upload_key)
         assert not service.upload_allowed(session, "alice/unknown/incoming/file.jsonl")
+
+
+def test_the_list_leaves_the_reports_unread(engine: Engine, store: ObjectStore, settings: Settings) -> None:
+    """A list polled every 2 s loads each listed dataset's columns, not its report (listed issues and samples)."""
+    with Session(engine) as session:
+        created = service.create_dataset(
+            session, store, settings, "alice", {"name": "Set", "file_name": "a.jsonl", "file_size": 10}
+        )
+        session.exec(
+            sa.update(Dataset).where(Dataset.id == created.dataset.id).values(validation_report={"big": "x" * 1000})
+        )
+        session.commit()
+    with Session(engine) as session:
+        [item] = service.list_datasets(session, "alice").items
+        assert "validation_report" not in item.__dict__  # deferred: not loaded with the row
+        assert service.get_dataset(session, "alice", item.id).validation_report == {"big": "x" * 1000}
