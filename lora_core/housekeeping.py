@@ -50,7 +50,8 @@ def expire_abandoned_uploads(
     engine: Engine, store: ObjectStore, settings: Settings, now: datetime | None = None
 ) -> int:
     """Turn the datasets still `uploading` past their upload URL's expiry and UPLOAD_GRACE into `error`, remove
-    what was uploaded of them, and notify their owners; returns how many."""
+    what was uploaded of them (at the upload's key or, moved by an unrecorded confirm, at the dataset's path), and
+    notify their owners; returns how many."""
     now = now or utcnow()
     cutoff = now - timedelta(seconds=settings.upload_url_ttl_seconds) - UPLOAD_GRACE
     message = abandoned_upload_message(settings)
@@ -88,7 +89,11 @@ def expire_abandoned_uploads(
                 notify_owner(connection, user_id, dataset_id, NotificationKind.DATASET_FAILED, title, message, now)
         expired += 1
         try:
+            # The upload's key, then the dataset's own path: a confirm that moved the file there but could not
+            # record it (or lost to this expiry on SQLite, after its move) left it there, and nothing else would
+            # remove it. In this order, a move racing these deletes cannot leave the file behind either.
             store.delete(upload_key_for(storage_path))
+            store.delete(storage_path)
         except StorageError as error:  # the record already says why; the leftover is only wasted space
             log.warning("could not remove the abandoned upload of dataset %s: %s", dataset_id, error)
             _unmark_purged(engine, dataset_id, now)  # so that the purge of the deleted dataset removes it later

@@ -277,6 +277,19 @@ def test_an_expiry_and_a_confirm_at_the_same_moment_have_one_winner(engine, stor
     else:
         assert "not completed" in str(refused)
         assert final.status == DatasetStatus.ERROR and titles == ["“set” was not uploaded"]
+        # The file the confirm had moved is not left in storage, where no purge would look for it.
+        assert store.head(dataset.storage_path) is None
+        assert store.head(service.upload_key_for(dataset.storage_path)) is None
+
+
+def test_a_file_moved_by_a_confirm_that_was_not_recorded_is_removed_on_expiry(engine, store, settings):
+    """A confirm that moved the file to the dataset's path and then failed to record it (the connection dropped)
+    left a dataset `uploading` with its file at storage_path; the expiry removed only the upload's key."""
+    dataset = create(engine, store, settings, age=expired_age(settings))
+    store.put_stream(dataset.storage_path, [LINE * 10], max_bytes=len(LINE) * 10)  # where the move put it
+    assert expire_abandoned_uploads(engine, store, settings) == 1
+    assert load(engine, dataset.id).status == DatasetStatus.ERROR
+    assert store.head(dataset.storage_path) is None
 
 
 def test_a_dataset_restored_before_its_purge_keeps_its_file(engine, store, settings):
