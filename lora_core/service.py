@@ -140,7 +140,10 @@ def storage_file_name(file_name: str) -> str:
     """A storage-key-safe form of a user's file name: ASCII letters, digits, `.`, `_`, `-`; never empty or dotted."""
     ascii_name = unicodedata.normalize("NFKD", file_name).encode("ascii", "ignore").decode("ascii")
     safe = _KEY_UNSAFE.sub("_", ascii_name).strip("._") or "dataset"
-    return safe[:200]
+    safe = safe[:200]
+    # A file named like the upload folder would be that folder's parent's twin: `…/incoming` is the folder that
+    # holds `…/incoming/incoming`, so confirm could never move the upload there. The key changes, not the name.
+    return f"{safe}_" if safe == UPLOAD_FOLDER else safe
 
 
 UPLOAD_FOLDER = "incoming"

@@ -154,6 +154,15 @@ class TestConfirm:
         assert confirmed.status == DatasetStatus.VALIDATING
         assert b"".join(store.iter_chunks(dataset.storage_path)) == CONTENT
 
+    @pytest.mark.parametrize("file_name", ["incoming", "incoming.", "INCOMING"])
+    def test_a_file_named_like_the_upload_folder_is_confirmed(self, session, store, settings, file_name):
+        """`…/incoming` was the folder holding `…/incoming/incoming`: the move onto it failed on every retry."""
+        dataset = _create(session, store, settings, file_name=file_name).dataset
+        assert dataset.file_name == file_name  # the name shown and downloaded stays the user's
+        _upload(store, dataset)
+        assert service.confirm_upload(session, store, settings, ALICE, dataset.id).status == DatasetStatus.VALIDATING
+        assert b"".join(store.iter_chunks(dataset.storage_path)) == CONTENT
+
     def test_a_later_upload_to_the_same_url_cannot_replace_the_confirmed_file(self, session, store, settings):
         dataset = _create(session, store, settings).dataset
         _upload(store, dataset)
