@@ -388,7 +388,7 @@ FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
 
 def _has_body(request: Request) -> bool:
     length = request.headers.get("content-length", "").strip()
-    return "transfer-encoding" in request.headers or (length.isdigit() and int(length) > 0)
+    return "transfer-encoding" in request.headers or (length.isascii() and length.isdecimal() and int(length) > 0)
 
 
 def _is_json(content_type: str) -> bool:
@@ -440,7 +440,8 @@ def declared_length(request: Request) -> int | None:
     value = request.headers.get("content-length")
     if value is None:
         return None
-    if not value.strip().isdigit():
+    value = value.strip()
+    if not (value.isascii() and value.isdecimal()):  # "²" is a digit to isdigit(), and int() refuses it
         raise ApiError(400, "The Content-Length header is not a number.", code="invalid_content_length")
     return int(value)
 

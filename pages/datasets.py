@@ -44,7 +44,8 @@ LIST_PAGE_ID = "datasets"  # where a delete request from this page was made (com
 
 def _page_number() -> int:
     value = st.query_params.get(PAGE_PARAM, "1")
-    return int(value) if value.isdigit() and 1 <= int(value) <= service.MAX_PAGE else 1
+    # isdecimal and isascii: "²" is a digit that int() refuses, "١" one it reads.
+    return int(value) if value.isascii() and value.isdecimal() and 1 <= int(value) <= service.MAX_PAGE else 1
 
 
 def _go_to_page(number: int) -> None:

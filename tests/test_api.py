@@ -640,3 +640,14 @@ def test_openapi_documents_every_route_with_resolvable_schemas(client: TestClien
             name,
             title,
         )
+
+
+@pytest.mark.parametrize("value", ["²", "³⁴", "1e3", "-5", ""])
+def test_a_content_length_that_is_not_a_number_is_400(value: str) -> None:
+    """ "²" passed isdigit() and crashed int() (a 500); a server in front may let such a header through."""
+    from starlette.requests import Request
+
+    request = Request({"type": "http", "headers": [(b"content-length", value.encode("latin-1", "replace"))]})
+    with pytest.raises(api.ApiError) as refused:
+        api.declared_length(request)
+    assert refused.value.status_code == 400 and refused.value.code == "invalid_content_length"

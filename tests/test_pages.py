@@ -1040,3 +1040,14 @@ def test_status_respelled_within_a_session_still_filters(rt: Runtime) -> None:
     assert not at.exception
     assert at.button_group(key="status").value == "Error"
     assert dataset_names_listed(at) == ["Broken"]
+
+
+@pytest.mark.parametrize("page", ["²", "١", "-1", "0", "9" * 30])
+def test_a_page_number_that_is_not_one_shows_the_first_page(rt: Runtime, page: str) -> None:
+    """ "²" passed isdigit() and crashed int(); "١" is a digit int() reads, but no page number anyone typed."""
+    seed(rt, "Only", DatasetStatus.READY, report=ready_report())
+    at = AppTest.from_file(UI_SCRIPT, default_timeout=30)
+    at.query_params["page"] = page
+    at.run()
+    assert not at.exception
+    assert dataset_names_listed(at) == ["Only"]

@@ -182,7 +182,7 @@ def remove_orphans(directory: str | os.PathLike[str]) -> None:
         # This machine's files; and those named before names had a machine tag (3 parts), taken as its, as then.
         ours = len(parts) == 3 or (len(parts) == 4 and parts[2] == _host_tag())
         pid = parts[1] if ours else ""
-        if not pid.isdigit() or int(pid) == os.getpid():
+        if not (pid.isascii() and pid.isdecimal()) or int(pid) == os.getpid():
             continue
         try:
             os.kill(int(pid), 0)
