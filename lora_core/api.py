@@ -762,6 +762,13 @@ async def storage_download(request: Request, runtime: Runtime) -> Response:
     """Serve the token's file as an attachment; Starlette streams it from a thread in chunks."""
     store = _local_store(runtime)
     claims = _token_claims(request, store, "get")
+
+    def still_listed() -> bool:
+        with runtime.session() as session:
+            return service.download_allowed(session, claims.key)
+
+    if not await in_thread(still_listed):
+        raise ApiError(404, "This dataset was deleted; its file can no longer be downloaded.", code="not_found")
     path = store.open_path(claims.key)
     if not await in_thread(path.is_file):
         raise ApiError(404, "The file is no longer stored.", code="not_found")

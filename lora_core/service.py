@@ -375,6 +375,17 @@ def upload_allowed(session: Session, upload_key: str) -> bool:
     return status == DatasetStatus.UPLOADING
 
 
+def download_allowed(session: Session, storage_path: str) -> bool:
+    """Whether a signed download of `storage_path` may still be served: not once its dataset is deleted, which
+    promises that the file "can no longer be downloaded" (a link fetched before lives for its TTL otherwise)."""
+    return (
+        session.exec(
+            select(Dataset.id).where(Dataset.storage_path == storage_path, col(Dataset.deleted_at).is_(None))
+        ).first()
+        is not None
+    )
+
+
 def delete_dataset(session: Session, user_id: str, dataset_id: uuid.UUID | str) -> None:
     """Soft delete: the dataset disappears from every view at once. Its file stays for `deleted_retention_days` (an
     operator can still restore it), then housekeeping removes it from storage; the record stays, for audit."""

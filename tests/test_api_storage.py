@@ -63,7 +63,8 @@ def test_upload_then_download_round_trips_bytes(client: TestClient, runtime: Run
     response = client.put(_upload_url(runtime, "u1/d1/incoming/file.jsonl", len(data)), content=data)
     assert response.status_code == 200, response.text
     assert response.json() == {"success": True, "data": {"size": len(data)}}
-    url = runtime.store.download_url("u1/d1/incoming/file.jsonl", "Données été.jsonl")
+    runtime.store.move("u1/d1/incoming/file.jsonl", "u1/d1/file.jsonl")  # as confirm does
+    url = runtime.store.download_url("u1/d1/file.jsonl", "Données été.jsonl")
     download = client.get(url)
     assert download.status_code == 200
     assert download.content == data
@@ -146,6 +147,21 @@ def test_expired_token_is_401_and_says_so(client: TestClient, runtime: Runtime, 
     response = client.put(past.upload_target("u1/d8/incoming/f.jsonl", 1).url, content=b"x")
     assert response.status_code == 401
     assert "expired" in response.json()["error"]
+
+
+def test_a_download_link_stops_working_when_its_dataset_is_deleted(client: TestClient, runtime: Runtime) -> None:
+    """The delete dialog says the file "can no longer be downloaded"; a link fetched before lived for 15 minutes."""
+    data = b'{"a": 1}\n'
+    assert client.put(_upload_url(runtime, "u1/d2/incoming/f.jsonl", len(data)), content=data).status_code == 200
+    runtime.store.move("u1/d2/incoming/f.jsonl", "u1/d2/f.jsonl")
+    url = runtime.store.download_url("u1/d2/f.jsonl", "f.jsonl")
+    assert client.get(url).content == data
+    with runtime.session() as session:
+        dataset = session.exec(select(Dataset).where(Dataset.storage_path == "u1/d2/f.jsonl")).one()
+        service.delete_dataset(session, dataset.user_id, dataset.id)
+    response = client.get(url)
+    assert response.status_code == 404 and "deleted" in response.json()["error"]
+    assert runtime.store.head("u1/d2/f.jsonl") is not None  # kept for the retention period, not served
 
 
 def test_download_of_missing_file_is_404(client: TestClient, runtime: Runtime) -> None:
