@@ -365,6 +365,11 @@ def endpoint(handler: Handler, get_runtime: RuntimeGetter, *, browser_guard: boo
             return service_error_response(error)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is listening; only the access log sees this
+        except (sa.exc.OperationalError, sa.exc.InterfaceError):  # unreachable, shut down, locked: for a while
+            log.warning("database unavailable in %s %s", request.method, request.url.path, exc_info=True)
+            return error_response(
+                503, "The database is not reachable right now; try again shortly.", code="unavailable"
+            )
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.url.path)
             return error_response(500, "Internal server error", code="internal_error")

@@ -651,3 +651,23 @@ def test_a_content_length_that_is_not_a_number_is_400(value: str) -> None:
     with pytest.raises(api.ApiError) as refused:
         api.declared_length(request)
     assert refused.value.status_code == 400 and refused.value.code == "invalid_content_length"
+
+
+def test_an_unreachable_database_is_503_as_documented(settings: Settings) -> None:
+    """The API's table says 503 for "storage or database unreachable"; a dropped database gave a 500."""
+    from lora_core.db import make_engine
+
+    down = settings.model_copy(update={"database_url": "postgresql+psycopg://postgres@127.0.0.1:1/none"})
+    engine = make_engine(down)
+    runtime = Runtime(settings=down, engine=engine, store=make_store(down))
+    client = TestClient(
+        Starlette(routes=api.api_routes(lambda: runtime)), base_url=BASE_URL, raise_server_exceptions=False
+    )
+    try:
+        for path in ("/api/datasets", f"/api/datasets/{uuid.uuid4()}", "/api/notifications"):
+            response = client.get(path)
+            assert response.status_code == 503, (path, response.text)
+            assert response.json()["code"] == "unavailable" and "database" in response.json()["error"]
+    finally:
+        client.close()
+        engine.dispose()
