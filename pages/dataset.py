@@ -15,6 +15,7 @@ from lora_core import service
 from lora_core.errors import NotFound, ServiceError
 from lora_core.models import Dataset, DatasetStatus
 from lora_core.settings import DATASET_FORMATS
+from lora_core.validation.codes import CODE_ADVICE
 from lora_core.validation.excerpts import Excerpt
 from lora_ui import charts
 from lora_ui.components import (
@@ -250,10 +251,16 @@ def _counts_frame(issues: Sequence[Mapping[str, Any]], counts: Mapping[str, int]
         elif issue.get("suggestion") != first[code].get("suggestion"):
             varied.add(code)
 
+    last_listed = max((issue["line"] for issue in issues if issue.get("line") is not None), default=None)
+
     def what_to_do(code: str) -> str:
         issue = first.get(code)
-        if issue is None:
-            return ""
+        if issue is None:  # first seen past the listed lines: counted only, with no suggestion of its own here
+            advice = escape_markdown_keeping_code(CODE_ADVICE.get(code, ""))
+            where = (
+                f" None of its lines is listed: the first is at or after line {last_listed:,}." if last_listed else ""
+            )
+            return f"{advice}{where}".strip()
         text = escape_markdown_keeping_code(issue.get("suggestion") or "")
         if code in varied and issue.get("line") is not None:
             return f"For line {issue['line']:,}: {text} The other lines' suggestions differ: see each line."

@@ -532,6 +532,19 @@ def test_the_count_table_says_whose_suggestion_it_shows_when_they_differ(rt: Run
     assert what["wrong_type"] == "Use an array\\."
 
 
+def test_a_code_past_the_listed_lines_still_says_what_to_do_and_where(rt: Runtime) -> None:
+    """100 listed missing fields hid a later `invalid_json`: its row had a blank "What to do" and no line."""
+    report = error_report(150)
+    report["error_counts"] = {"missing_field": 150, "invalid_json": 1}
+    report["error_count"] = 151
+    dataset = seed(rt, "Hidden", DatasetStatus.ERROR, report=report)
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    counts = next(t.value for t in at.table if "invalid_json" in set(t.value["Code"]))
+    what = dict(zip(counts["Code"], counts["What to do"], strict=True))["invalid_json"]
+    assert what.startswith("Fix the JSON of those lines")
+    assert what.endswith("None of its lines is listed: the first is at or after line 100.")
+
+
 def test_error_dataset_shows_the_reason_and_says_only_100_are_listed(rt: Runtime) -> None:
     dataset = seed(
         rt,

@@ -99,3 +99,18 @@ def test_formatting_helpers() -> None:
     assert escape_markdown_keeping_code("a `[x](http://e.com)` `") == "a \\`\\[x\\]\\(http\\:\\/\\/e\\.com\\)\\` \\`"
     assert escape_markdown_keeping_code("empty `` span") == "empty \\`\\` span"
     assert escape_markdown_block("# x\n\n<b>") == "\\# x  \n  \n\\<b\\>"
+
+
+def test_every_line_level_code_has_general_advice() -> None:
+    """A code first seen past the listed lines still gets a "What to do" on the detail page."""
+    from lora_core.validation.codes import CODE_ADVICE
+
+    line_level = {
+        "missing_field", "wrong_type", "empty_content", "out_of_range", "unknown_role", "role_order",
+        "no_assistant_message", "duplicate_id", "misplaced_meta", "mixed_shapes", "wrong_format", "unknown_shape",
+        "blank_line", "empty_system_prompt", "missing_metadata", "missing_scaffolding", "low_quality",
+        "repeated_user_input", "trailing_user_turn", "unknown_key", "duplicate_example", "over_context_limit",
+        "invalid_utf8", "invalid_json", "invalid_unicode", "not_an_object", "line_too_long",
+    }  # fmt: skip
+    assert line_level <= set(CODE_ADVICE)
+    assert all(advice.endswith(".") for advice in CODE_ADVICE.values())
