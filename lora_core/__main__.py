@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -94,10 +95,20 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         return EXIT_UNREADABLE
     data = report.to_dict()
     if args.json:
-        print(json.dumps(data, ensure_ascii=False, indent=2))
+        _print_out(json.dumps(data, ensure_ascii=False, indent=2))
     else:
-        print(_summary(args.path, data, _excerpts(args.path, data, limits)))
+        _print_out(_summary(args.path, data, _excerpts(args.path, data, limits)))
     return EXIT_VALID if report.valid else EXIT_NOT_VALID
+
+
+def _print_out(text: str) -> None:
+    """Print to standard output, which a reader such as `head` may close first: then the rest is not wanted, and
+    the verdict still decides the exit code (Python would print a BrokenPipeError traceback, also at exit)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush finds somewhere to write
 
 
 def _excerpts(path: str, report: dict[str, Any], limits: ValidationLimits) -> dict[tuple[int, str, int], Excerpt]:
@@ -122,7 +133,7 @@ def _summary(path: str, report: dict[str, Any], excerpts: Mapping[tuple[int, str
     verdict = "READY" if report["valid"] else "NOT READY"
     lines = [
         f"{path}: {verdict} ({report['format']}, shape {report['shape'] or 'unknown'})",
-        f"  {report['error_count']} error(s), {report['warning_count']} warning(s)",
+        f"  {report['error_count']:,} error(s), {report['warning_count']:,} warning(s)",
         "",
         "Statistics",
         f"  examples               {stats['total_examples']:,}",

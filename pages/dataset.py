@@ -267,7 +267,7 @@ def _counts_frame(issues: Sequence[Mapping[str, Any]], counts: Mapping[str, int]
         return text
 
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    rows = [(code, count, what_to_do(code)) for code, count in ordered]
+    rows = [(code, f"{count:,}", what_to_do(code)) for code, count in ordered]  # "800,000", as the page's totals
     return pd.DataFrame(rows, columns=["Code", "Count", "What to do"])
 
 
@@ -298,8 +298,9 @@ def _issues_tab(
         whole_file = len(issues) - len(line_issues)
         above = f"; {whole_file:,} more, about the whole file, {'is' if whole_file == 1 else 'are'} above"
         st.info(
-            f"{total:,} {kind} in all. The table lists the first {len(line_issues):,} of the lines, as many as the "
-            f"report keeps{above if whole_file else ''}. The counts per code cover every one.",
+            f"{total:,} {kind} in all. The table lists the first {len(line_issues):,}, on lines "
+            f"{line_issues[0]['line']:,}–{line_issues[-1]['line']:,}, as many as the report keeps"
+            f"{above if whole_file else ''}. The counts per code cover every one.",
             icon=":material/info:",
         )
     frame = _issues_frame(line_issues, _excerpts(kind, line_issues, dataset))

@@ -450,8 +450,8 @@ def test_ready_dataset_shows_statistics_charts_issues_and_samples(rt: Runtime) -
     assert not warnings.isna().any().any()  # blank cells are blank, not "None"
     counts = next(t.value for t in at.table if "repeated_user_input" in set(t.value["Code"]))
     assert dict(zip(counts["Code"], counts["Count"], strict=True)) == {
-        "repeated_user_input": 44,
-        "over_context_limit": 8,
+        "repeated_user_input": "44",
+        "over_context_limit": "8",
     }
     # What to do about each code, readable in full once per code.
     assert all(counts["What to do"].str.len() > 20)
@@ -535,12 +535,13 @@ def test_the_count_table_says_whose_suggestion_it_shows_when_they_differ(rt: Run
 def test_a_code_past_the_listed_lines_still_says_what_to_do_and_where(rt: Runtime) -> None:
     """100 listed missing fields hid a later `invalid_json`: its row had a blank "What to do" and no line."""
     report = error_report(150)
-    report["error_counts"] = {"missing_field": 150, "invalid_json": 1}
-    report["error_count"] = 151
+    report["error_counts"] = {"missing_field": 800_000, "invalid_json": 1}
+    report["error_count"] = 800_001
     dataset = seed(rt, "Hidden", DatasetStatus.ERROR, report=report)
     at = open_page("pages/dataset.py", {"id": str(dataset.id)})
     counts = next(t.value for t in at.table if "invalid_json" in set(t.value["Code"]))
     what = dict(zip(counts["Code"], counts["What to do"], strict=True))["invalid_json"]
+    assert dict(zip(counts["Code"], counts["Count"], strict=True))["missing_field"] == "800,000"
     assert what.startswith("Fix the JSON of those lines")
     assert what.endswith("None of its lines is listed: the first is at or after line 100.")
 
@@ -558,15 +559,15 @@ def test_error_dataset_shows_the_reason_and_says_only_100_are_listed(rt: Runtime
     assert "Not ready for training." in page
     assert "150 lines miss `target_response` \\(missing\\_field\\)\\." in page  # the field as code
     assert (
-        "151 errors in all. The table lists the first 100 of the lines, as many as the report keeps; 1 more, about "
-        "the whole file, is above. The counts per code cover every one."
+        "151 errors in all. The table lists the first 100, on lines 1–100, as many as the report keeps; 1 more, "
+        "about the whole file, is above. The counts per code cover every one."
     ) in page
     assert "Errors (151)" in [t.label for t in at.tabs]
     errors = next(df.value for df in at.dataframe if "line" in df.value.columns and len(df.value) > 2)
     assert len(errors) == 100 and errors["line"].notna().all()  # the line errors; the file's own is above them
     assert "**Whole file:** Only 3 training pairs\\. Add more examples\\." in [e.value for e in at.error]
     counts = next(t.value for t in at.table if "missing_field" in set(t.value["Code"]))
-    assert dict(zip(counts["Code"], counts["Count"], strict=True)) == {"missing_field": 150, "few_examples": 1}
+    assert dict(zip(counts["Code"], counts["Count"], strict=True)) == {"missing_field": "150", "few_examples": "1"}
 
 
 BROKEN_CHATS = (

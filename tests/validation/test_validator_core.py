@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 import tracemalloc
@@ -438,3 +439,21 @@ def test_cli_exit_2_with_json_error_when_the_file_cannot_be_read(tmp_path: Path)
 def test_cli_exit_2_for_a_directory(tmp_path: Path, capsys: Any) -> None:
     assert main(["validate", str(tmp_path), "--json"]) == 2
     assert json.loads(capsys.readouterr().out)["valid"] is False
+
+
+def test_cli_piped_into_a_reader_that_stops_early_prints_no_traceback(eq12_bytes: bytes) -> None:
+    """`validate FILE | head -1` printed a BrokenPipeError traceback in most runs; the exit code is still the
+    verdict's. The pipe is closed before the CLI writes, as `head` has by then."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    result = subprocess.run(
+        [sys.executable, "-m", "lora_core", "validate", str(EQ12), "--json"],
+        cwd=REPO,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 0  # EQ-12 is ready
