@@ -6,6 +6,7 @@ Every function takes the caller's `user_id` and acts only on that user's rows: a
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
@@ -146,6 +147,26 @@ def storage_file_name(file_name: str) -> str:
     return f"{safe}_" if safe == UPLOAD_FOLDER else safe
 
 
+# A user id stands as its own folder when it is one plain path segment of at most this many UTF-8 bytes.
+USER_FOLDER_MAX_BYTES = 100
+_USER_FOLDER_UNSAFE = re.compile(r"[/\\]")  # and control characters (Unicode category Cc)
+
+
+def storage_user_folder(user_id: str) -> str:
+    """The first segment of a user's storage paths: the id itself (`alice@example.com`), readable to an operator,
+    unless it could not be one segment of a key (a domain login `CORP\\alice`, `..`, a slash, a control character)
+    or is too long for a file name (an OIDC subject); then `u-` and 32 hex digits of its SHA-256, stable per user.
+    Those ids made every upload fail with "storage unavailable"."""
+    if (
+        user_id not in ("", ".", "..")
+        and not _USER_FOLDER_UNSAFE.search(user_id)
+        and len(user_id.encode("utf-8", "surrogatepass")) <= USER_FOLDER_MAX_BYTES
+        and not any(unicodedata.category(char) == "Cc" for char in user_id)
+    ):
+        return user_id
+    return "u-" + hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 UPLOAD_FOLDER = "incoming"
 
 
@@ -196,7 +217,7 @@ def create_dataset(
         format=data.format,
         status=DatasetStatus.UPLOADING,
         storage_bucket=store.bucket,
-        storage_path=f"{user_id}/{dataset_id}/{storage_file_name(data.file_name)}",
+        storage_path=f"{storage_user_folder(user_id)}/{dataset_id}/{storage_file_name(data.file_name)}",
         file_name=data.file_name,
         file_size=data.file_size,
     )

@@ -46,6 +46,17 @@ def _count(engine: Engine, model: type) -> int:
 
 
 class TestCreate:
+    @pytest.mark.parametrize("user", ["CORP\\alice", "..", "team/alice", "x" * 255, "tab\there"])
+    def test_a_user_id_that_cannot_be_a_folder_still_uploads(self, session, store, settings, user):
+        """A domain login (`CORP\\alice`) from a proxy made every create fail with "storage unavailable"."""
+        dataset = _create(session, store, settings, user=user).dataset
+        folder, dataset_folder, _ = dataset.storage_path.split("/")
+        assert folder == service.storage_user_folder(user) and re.fullmatch(r"u-[0-9a-f]{32}", folder)
+        assert dataset_folder == str(dataset.id) and dataset.user_id == user
+        _upload(store, dataset)
+        assert service.confirm_upload(session, store, settings, user, dataset.id).status == DatasetStatus.VALIDATING
+        assert service.storage_user_folder(user) == folder  # the same folder for every dataset of the user
+
     def test_creates_uploading_record_with_safe_path_and_upload_url(self, session, store, settings):
         created = _create(session, store, settings, file_name="My Data (v2).jsonl")
         dataset = created.dataset
