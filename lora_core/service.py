@@ -282,7 +282,7 @@ def confirm_upload(
     elif info.size != dataset.file_size:
         problem = (
             f"The uploaded file is {info.size:,} bytes but {dataset.file_size:,} bytes were declared: "
-            "the upload was incomplete or a different file was sent. Upload it again."
+            "the upload was incomplete or a different file was sent. Upload the file again as a new dataset."
         )
     now = utcnow()
     dataset.updated_at = now
