@@ -12,6 +12,7 @@ import math
 import re
 import unicodedata
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -533,6 +534,19 @@ def list_notifications(
         query = query.where(col(Notification.read_at).is_(None))
     query = query.order_by(col(Notification.created_at).desc(), col(Notification.id).desc()).limit(limit)
     return list(session.exec(query).all())
+
+
+def listed_dataset_ids(session: Session, user_id: str, dataset_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of `dataset_ids` are the user's and not deleted: a notification of a deleted one links nowhere."""
+    wanted = set(dataset_ids)
+    if not wanted:
+        return set()
+    rows = session.exec(
+        select(Dataset.id).where(
+            col(Dataset.id).in_(wanted), Dataset.user_id == user_id, col(Dataset.deleted_at).is_(None)
+        )
+    ).all()
+    return set(rows)
 
 
 def unread_notification_count(session: Session, user_id: str) -> int:

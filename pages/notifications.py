@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import streamlit as st
 
 from lora_core import service
@@ -50,7 +52,7 @@ def _dataset_id_from_link(notification: Notification) -> str | None:
     return None
 
 
-def _render(notification: Notification, user_id: str) -> None:
+def _render(notification: Notification, user_id: str, listed: set[uuid.UUID]) -> None:
     unread = notification.read_at is None
     ok = notification.kind == NotificationKind.DATASET_READY
     with st.container(border=True, key=f"notification-{notification.id}"):
@@ -63,10 +65,12 @@ def _render(notification: Notification, user_id: str) -> None:
             st.caption(format_when(notification.created_at) + (" · unread" if unread else ""))
         with actions_col:
             dataset_id = _dataset_id_from_link(notification)
-            if dataset_id:
+            if dataset_id and uuid.UUID(dataset_id) in listed:
                 st.page_link(
                     DETAIL_PAGE, label="Open dataset", icon=":material/open_in_new:", query_params={"id": dataset_id}
                 )
+            elif dataset_id:
+                st.caption("The dataset was deleted.")  # its link led to "Dataset not found"
             if unread:
                 st.button(
                     "Mark read",
@@ -116,9 +120,11 @@ unread_only = st.toggle(f"Unread only ({unread_count})", key=UNREAD_ONLY_KEY)
 try:
     with runtime().session() as session:
         notifications = service.list_notifications(session, user_id, unread_only=unread_only, limit=LIMIT)
+        linked = {uuid.UUID(i) for n in notifications if (i := _dataset_id_from_link(n))}
+        listed = service.listed_dataset_ids(session, user_id, linked)
 except ServiceError as error:
     show_service_error(error)
-    notifications = []
+    notifications, listed = [], set()
 
 if not notifications:
     st.info(
@@ -126,6 +132,6 @@ if not notifications:
         icon=":material/notifications_off:",
     )
 for item in notifications:
-    _render(item, user_id)
+    _render(item, user_id, listed)
 if len(notifications) == LIMIT:
     st.caption(f"The {LIMIT} most recent are shown.")

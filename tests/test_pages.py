@@ -945,6 +945,20 @@ def test_notifications_page_lists_links_and_marks_read(rt: Runtime) -> None:
         assert service.unread_notification_count(session, ALICE) == 0
 
 
+def test_a_notification_of_a_deleted_dataset_has_no_dead_link(rt: Runtime) -> None:
+    """Its "Open dataset" led to "Dataset not found"."""
+    kept = seed(rt, "Kept", DatasetStatus.READY, report=ready_report())
+    gone = seed(rt, "Gone", DatasetStatus.READY, report=ready_report())
+    notify(rt, kept)
+    notify(rt, gone)
+    with rt.session() as session:
+        service.delete_dataset(session, ALICE, gone.id)
+    at = open_page("pages/notifications.py")
+    opens = [link for link in at.get("page_link") if link.proto.label == "Open dataset"]
+    assert [link.proto.query_string for link in opens] == [f"id={kept.id}"]
+    assert "The dataset was deleted." in [c.value for c in at.caption]
+
+
 def test_opening_a_dataset_result_marks_its_notifications_read(rt: Runtime) -> None:
     ready = seed(rt, "Done", DatasetStatus.READY, report=ready_report())
     revalidating = seed(rt, "Again", DatasetStatus.VALIDATING)  # its earlier result was announced
