@@ -567,7 +567,11 @@ else:
     )
 
 stats = report.get("stats") or {}
-if stats or dataset.total_examples is not None:
+if stats.get("total_examples") == 0 or (not stats and dataset.total_examples == 0):
+    # A JSON array, a binary or empty file: a block of zeros and empty charts said nothing the errors do not.
+    st.subheader("Statistics")
+    st.info("No examples were read from this file, so there are no statistics.", icon=":material/info:")
+elif stats or dataset.total_examples is not None:
     st.subheader("Statistics")
     _metrics(dataset, stats)
     if stats:

@@ -546,6 +546,19 @@ def test_a_code_past_the_listed_lines_still_says_what_to_do_and_where(rt: Runtim
     assert what.endswith("None of its lines is listed: the first is at or after line 100.")
 
 
+def test_a_file_with_no_examples_shows_no_block_of_zeros(rt: Runtime) -> None:
+    """A JSON array stops at line 1: zeros and empty charts said nothing the error does not."""
+    report = error_report(1)
+    for key in STATISTIC_COLUMNS:
+        report["stats"][key] = 0 if key.startswith("total") else None
+    report["stats"]["tokens_per_example"]["histogram"] = []
+    dataset = seed(rt, "Array", DatasetStatus.ERROR, report=report)
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    assert not at.exception
+    assert "No examples were read from this file, so there are no statistics." in [i.value for i in at.info]
+    assert not at.metric and not at.get("vega_lite_chart")
+
+
 def test_error_dataset_shows_the_reason_and_says_only_100_are_listed(rt: Runtime) -> None:
     dataset = seed(
         rt,
