@@ -185,6 +185,13 @@ def test_a_failed_upload_says_why_and_keeps_nothing(page: object, base_url: str,
     sync_api.expect(page.get_by_text(name, exact=True)).to_have_count(0)  # type: ignore[attr-defined]
 
 
+def test_a_status_link_in_the_api_s_spelling_filters_the_list(page: object, base_url: str) -> None:
+    """?status=ready selected nothing (the bound control matches its labels exactly) and the list showed all."""
+    page.goto(f"{base_url}/?status=ready")  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_role("radio", checked=True)).to_have_text("Ready")  # type: ignore[attr-defined]
+    sync_api.expect(page).to_have_url(re.compile(r"\?status=Ready$"))  # a reload keeps the filter
+
+
 def test_leaving_the_upload_page_mid_upload_asks_first(page: object, base_url: str) -> None:
     """A menu click during an upload used to stop it without a word; now the user is asked, and may stay."""
     held: list[object] = []
