@@ -15,6 +15,11 @@ Measures, each in its own child process so peak RSS is that measurement's alone:
   5. orjson_s3  bare `orjson.loads` per line over the same object of the same moto server, one GET streamed in
                 1 MiB chunks: what reading the object from S3 costs before any validation (moto copies the whole
                 object before its first byte and serves it from a process on the same cores)
+The measurements run in rounds, each mode once per round (`--repeat` rounds): this machine's speed drifts by 10-20%
+within a minute, and a yardstick measured only first made the ratios drift with it (an S3 ratio read 0.54 in one run
+and 0.39 in the next). The fastest run of each mode counts, and each round's own ratios are printed as well. The
+moto server, and the upload into it, live in their own process: Linux carries a parent's peak RSS into its
+children, so boto3 in the bench's process would have added its ~60 MiB to every measurement.
 Targets: validator MB/s ≥ 0.50 × orjson's (the file yardstick, 1), and validator peak RSS ≤ 200 MiB. The S3 line
 also gives its ratio to orjson_s3, for context; PASS and FAIL are against the file yardstick only. The peak RSS of
 the validating process and the sum of its workers' peaks are printed apart, and together.
@@ -28,6 +33,7 @@ typographic quotes, dashes, accented words and emoji in 30% of the messages (EQ-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -36,6 +42,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -265,25 +273,29 @@ def _measure(mode: str, target: str) -> dict[str, Any]:
     return {"seconds": seconds, "peak_rss_mib": peak_kib / 1024, **extra}
 
 
-def _s3_client(boto3: Any, config_class: Any, endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=config_class(request_checksum_calculation="when_required", response_checksum_validation="when_required"),
-    )
-
-
-def _serve_moto() -> None:
-    """Run a moto server until stdin closes; print its endpoint first."""
+def _serve_moto(path: str) -> None:
+    """Run a moto server until stdin closes, holding the file at `path` as bench/dataset.jsonl; print its endpoint
+    once the object is there. The upload happens here, not in the bench's own process: a child's peak RSS counts
+    its parent's at the fork (Linux keeps it across exec), and boto3 would have added ~60 MiB to every child's."""
+    import boto3
+    from botocore.config import Config
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    print(f"http://{host}:{port}", flush=True)
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(request_checksum_calculation="when_required", response_checksum_validation="when_required"),
+    )
+    client.create_bucket(Bucket="bench")
+    client.upload_file(path, "bench", "dataset.jsonl")
+    print(endpoint, flush=True)
     sys.stdin.read()
     server.stop()
 
@@ -314,13 +326,11 @@ def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return best
 
 
-def _run_s3(path: Path, repeat: int) -> dict[str, dict[str, Any]]:
-    """The validator on the object (`s3`) and the bare parse of it (`orjson_s3`), against one moto server."""
-    import boto3
-    from botocore.config import Config
-
+@contextmanager
+def _moto_object(path: Path) -> Iterator[str]:
+    """A moto server in its own process holding `path` as an object; yields the measurement target of it."""
     moto = subprocess.Popen(
-        [sys.executable, __file__, "--serve-moto"],
+        [sys.executable, __file__, "--serve-moto", str(path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -328,11 +338,9 @@ def _run_s3(path: Path, repeat: int) -> dict[str, dict[str, Any]]:
     )
     try:
         endpoint = moto.stdout.readline().strip() if moto.stdout else ""
-        client = _s3_client(boto3, Config, endpoint)
-        client.create_bucket(Bucket="bench")
-        client.upload_file(str(path), "bench", "dataset.jsonl")
-        target = f"{endpoint}|bench|dataset.jsonl"
-        return {mode: _best([_child(mode, target) for _ in range(repeat)]) for mode in ("orjson_s3", "s3")}
+        if not endpoint:
+            raise SystemExit("the moto server did not start")
+        yield f"{endpoint}|bench|dataset.jsonl"
     finally:
         if moto.stdin:
             moto.stdin.close()
@@ -350,13 +358,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement; the fastest counts")
     parser.add_argument("--keep", type=Path, help="write the synthetic file into this folder and keep it")
     parser.add_argument("--measure", nargs=2, metavar=("MODE", "TARGET"), help=argparse.SUPPRESS)
-    parser.add_argument("--serve-moto", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-moto", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(_measure(*args.measure)))
         return
     if args.serve_moto:
-        _serve_moto()
+        _serve_moto(args.serve_moto)
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -370,19 +378,26 @@ def main() -> None:
         size = path.stat().st_size
         print(f"file: {size / 1e6:,.0f} MB ({size / MIB:,.0f} MiB)\n", flush=True)
 
-        results: dict[str, dict[str, Any]] = {}
         plan = [("orjson", "bare orjson.loads per line (yardstick)"), ("e02", "E02 spec: read+splitlines+json")]
         plan += [("local", "validator, local file")]
         plan += [("orjson_s3", "bare orjson.loads per line, S3 (moto)"), ("s3", "validator, S3 object (moto)")]
-        s3_results: dict[str, dict[str, Any]] = {}
+        plan = [
+            (mode, label)
+            for mode, label in plan
+            if not (mode == "e02" and args.skip_e02) and not (mode in ("s3", "orjson_s3") and args.skip_s3)
+        ]
+        # Rounds, each measuring every mode once: the machine's speed drifts (a VM's neighbours, other work), and a
+        # yardstick measured only at the start would make every ratio drift with it. The fastest run of each mode
+        # counts, and each round's own ratios are printed too.
+        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode, _ in plan}
+        with contextlib.ExitStack() as stack:
+            s3_target = "" if args.skip_s3 else stack.enter_context(_moto_object(path))
+            for _ in range(args.repeat):
+                for mode, _label in plan:
+                    runs[mode].append(_child(mode, s3_target if mode in ("s3", "orjson_s3") else str(path)))
+        results: dict[str, dict[str, Any]] = {}
         for mode, label in plan:
-            if (mode == "e02" and args.skip_e02) or (mode in ("s3", "orjson_s3") and args.skip_s3):
-                continue
-            if mode in ("s3", "orjson_s3"):
-                s3_results = s3_results or _run_s3(path, args.repeat)  # both against one moto server
-                result = s3_results[mode]
-            else:
-                result = _best([_child(mode, str(path)) for _ in range(args.repeat)])
+            result = _best(runs[mode])
             results[mode] = result
             if "failed" in result:
                 print(f"{label:<40} FAILED: {result['failed']}", flush=True)
@@ -413,8 +428,14 @@ def main() -> None:
             if mode == "s3" and yard_s3:
                 versus_e02 += f", {result['mb_per_s'] / yard_s3:.2f}x orjson over the same S3 stream"
             workers_rss = result.get("workers_peak_rss_mib", 0)
+            rounds = [
+                f"{size / 1e6 / run['seconds'] / (size / 1e6 / base['seconds']):.2f}"
+                for run, base in zip(runs[mode], runs["orjson"], strict=True)
+                if "failed" not in run and "failed" not in base
+            ]
             print(
                 f"{mode:<6} speed {ratio:.2f}x orjson (target ≥ {RATIO_TARGET:.2f}) {speed_ok}{versus_e02}; "
+                f"round by round {', '.join(rounds)}x; "
                 f"peak RSS {result['peak_rss_mib']:.0f} MiB (target ≤ {RSS_TARGET_MIB}) {rss_ok}; "
                 f"{result.get('workers', 0)} workers, their peak RSS summed {workers_rss:.0f} MiB, "
                 f"all together {result['peak_rss_mib'] + workers_rss:.0f} MiB"
