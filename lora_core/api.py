@@ -347,6 +347,23 @@ def service_error_response(error: ServiceError) -> JSONResponse:
     return error_response(status_code, error.message, [_camel_problem(d) for d in error.details], error.code)
 
 
+def database_unavailable(error: sa.exc.DBAPIError) -> bool:
+    """Whether the database failed for a while (unreachable, shutting down, out of connections, SQLite busy or
+    locked), which a retry may get past: a 503. A missing table, a refused value or a file that cannot be opened will
+    not go away by waiting: those stay 500s, logged as errors."""
+    if isinstance(error, sa.exc.InterfaceError) or error.connection_invalidated:
+        return True
+    if not isinstance(error, sa.exc.OperationalError):
+        return False
+    original = error.orig
+    sqlite_code = getattr(original, "sqlite_errorcode", None)
+    if sqlite_code is not None:
+        return sqlite_code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (extended codes keep them in the low byte)
+    state = getattr(original, "sqlstate", None)
+    # No SQLSTATE: the server never answered (refused, timed out). Classes 08 connection, 53 resources, 57 shutdown.
+    return state is None or state[:2] in ("08", "53", "57")
+
+
 def endpoint(handler: Handler, get_runtime: RuntimeGetter, *, browser_guard: bool = True) -> Endpoint:
     """Wrap a handler so every error becomes the envelope, and nothing internal leaks into a 500.
 
@@ -365,7 +382,10 @@ def endpoint(handler: Handler, get_runtime: RuntimeGetter, *, browser_guard: boo
             return service_error_response(error)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is listening; only the access log sees this
-        except (sa.exc.OperationalError, sa.exc.InterfaceError):  # unreachable, shut down, locked: for a while
+        except sa.exc.DBAPIError as error:
+            if not database_unavailable(error):
+                log.exception("unhandled error in %s %s", request.method, request.url.path)
+                return error_response(500, "Internal server error", code="internal_error")
             log.warning("database unavailable in %s %s", request.method, request.url.path, exc_info=True)
             return error_response(
                 503, "The database is not reachable right now; try again shortly.", code="unavailable"

@@ -671,3 +671,35 @@ def test_an_unreachable_database_is_503_as_documented(settings: Settings) -> Non
     finally:
         client.close()
         engine.dispose()
+
+
+def test_a_database_that_answers_but_is_broken_stays_a_500(settings: Settings, tmp_path) -> None:
+    """An unmigrated database ("no such table") will not mend by waiting: not a 503 "try again shortly"."""
+    from lora_core.db import make_engine
+
+    broken = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'empty.db'}"})
+    engine = make_engine(broken)
+    runtime = Runtime(settings=broken, engine=engine, store=make_store(broken))
+    client = TestClient(
+        Starlette(routes=api.api_routes(lambda: runtime)), base_url=BASE_URL, raise_server_exceptions=False
+    )
+    try:
+        response = client.get("/api/datasets")
+        assert response.status_code == 500 and response.json()["code"] == "internal_error"
+    finally:
+        client.close()
+        engine.dispose()
+
+
+def test_only_a_database_out_of_reach_for_a_while_is_unavailable() -> None:
+    import sqlite3
+
+    def sqlite_error(code: int) -> sa.exc.OperationalError:
+        original = sqlite3.OperationalError("database is locked" if code == 5 else "no such table: datasets")
+        original.sqlite_errorcode = code  # type: ignore[attr-defined]
+        return sa.exc.OperationalError("SELECT 1", {}, original)
+
+    assert api.database_unavailable(sqlite_error(5))  # SQLITE_BUSY
+    assert api.database_unavailable(sqlite_error(5 | (1 << 8)))  # an extended busy code
+    assert not api.database_unavailable(sqlite_error(1))  # SQLITE_ERROR: no such table
+    assert not api.database_unavailable(sa.exc.DataError("SELECT 1", {}, Exception("value too long")))
