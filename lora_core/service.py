@@ -145,7 +145,7 @@ def storage_file_name(file_name: str) -> str:
     safe = safe[:200]
     # A file named like the upload folder would be that folder's parent's twin: `…/incoming` is the folder that
     # holds `…/incoming/incoming`, so confirm could never move the upload there. The key changes, not the name.
-    return f"{safe}_" if safe == UPLOAD_FOLDER else safe
+    return f"{safe}_" if safe.casefold() == UPLOAD_FOLDER else safe  # case-insensitive file systems too (macOS)
 
 
 # A user id stands as its own folder when it is one plain path segment of at most this many UTF-8 bytes.
@@ -296,6 +296,8 @@ def confirm_upload(
         # Housekeeping may have expired the upload meanwhile (housekeeping.py): then that stands.
         session.add(dataset)
         if not _update_while(session, dataset, (DatasetStatus.UPLOADING,), status=DatasetStatus.VALIDATING):
+            if upload_key != dataset.storage_path:
+                _remove_if_expired(session, store, dataset)
             raise Conflict(f"This dataset is {dataset.status.value}: {dataset.error_message or 'it changed meanwhile'}")
         return dataset
     dataset.status = DatasetStatus.ERROR
@@ -315,6 +317,20 @@ def confirm_upload(
             session.add(dataset)
             session.commit()
     raise UploadRejected(problem, [FieldProblem("file", problem, "upload_rejected")])
+
+
+def _remove_if_expired(session: Session, store: ObjectStore, dataset: Dataset) -> None:
+    """After this confirm moved the file and lost to housekeeping's expiry (SQLite has no row lock to hold it off),
+    remove the file it moved, which the expiry may have looked for too early (an S3 move is a copy, then a delete).
+    Only for a dataset the expiry closed (error, its files marked purged): another confirm that won instead is
+    validating that very file."""
+    session.refresh(dataset)
+    if dataset.status != DatasetStatus.ERROR or dataset.purged_at is None:
+        return
+    try:
+        store.delete(dataset.storage_path)
+    except StorageError as error:
+        log.warning("could not remove the file of expired dataset %s: %s", dataset.id, error)
 
 
 def list_datasets(

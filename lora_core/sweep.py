@@ -414,9 +414,14 @@ def _counted(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'s' if count != 1 else ''}"
 
 
+# Set in a stored report whose listed issues and samples the database refused (`_without_lists`): the detail page
+# says why it lists no lines beside complete counts. Not in FORMAT.md's report, which the CLI and API give as is.
+LISTS_DROPPED = "lists_dropped"
+
+
 def _without_lists(report: dict[str, Any]) -> dict[str, Any]:
-    """A report as FORMAT.md shapes it, without its listed issues and samples (the counts per code stay)."""
-    return {**report, "errors": [], "warnings": [], "samples": []}
+    """A report without its listed issues and samples (the counts per code stay), marked LISTS_DROPPED."""
+    return {**report, "errors": [], "warnings": [], "samples": [], LISTS_DROPPED: True}
 
 
 def summarize_errors(report: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from lora_core import service
 from lora_core.errors import NotFound, ServiceError
 from lora_core.models import Dataset, DatasetStatus
 from lora_core.settings import DATASET_FORMATS
+from lora_core.sweep import LISTS_DROPPED
 from lora_core.validation.codes import CODE_ADVICE
 from lora_core.validation.excerpts import Excerpt
 from lora_ui import charts
@@ -382,6 +383,12 @@ def _issues(report: Mapping[str, Any], dataset: Dataset) -> None:
     error_total = int(report.get("error_count") or dataset.error_count or len(errors))
     warning_total = int(report.get("warning_count") or dataset.warning_count or len(warnings))
     st.subheader("Errors and warnings")
+    if report.get(LISTS_DROPPED):
+        st.info(
+            "The counts below are complete, but the listed lines and the samples could not be stored with this "
+            "result. Revalidate to try again, or check the file with `python -m lora_core validate`.",
+            icon=":material/info:",
+        )
     labels = [f"Errors ({error_total:,})", f"Warnings ({warning_total:,})"]
     if error_total == 0 and warning_total:  # open on what there is to read
         warnings_tab, errors_tab = st.tabs(labels[::-1])

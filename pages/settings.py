@@ -55,6 +55,10 @@ def _revoke(token_id: str, name: str) -> None:
     st.session_state[FLASH_KEY] = ("success", message)
 
 
+if st.session_state.get("previous_page") != st.session_state.get("current_page"):
+    # Just arrived (ui.py): a Revoke left unanswered on an earlier visit is not asked again out of the blue.
+    st.session_state.pop(PENDING_REVOKE_KEY, None)
+
 st.title("Settings")
 st.subheader("Personal API tokens")
 st.write(

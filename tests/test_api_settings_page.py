@@ -110,6 +110,22 @@ def test_revoking_a_token_refuses_it_from_then_on(app_env: None) -> None:
     assert "You have no API tokens." in [i.value for i in at.info]
 
 
+def test_a_revoke_left_unanswered_is_not_asked_again_on_the_next_visit(app_env: None) -> None:
+    with get_runtime().session() as session:
+        created = create_api_token(session, USER, "kept")
+    at = _open()
+    at.button(key=f"revoke-{created.record.id}").click()
+    at.run()
+    assert "kept" in [t.value for t in at.text]  # the dialog
+    at.switch_page("pages/datasets.py")  # left without answering (Back, the menu)
+    at.run()
+    at.switch_page("pages/settings.py")
+    at.run()
+    assert "kept" not in [t.value for t in at.text]
+    with get_runtime().session() as session:
+        assert authenticate_token(session, created.token) is not None
+
+
 def test_an_empty_name_is_refused_with_a_message(app_env: None) -> None:
     at = _open()
     at.button[0].click()

@@ -328,3 +328,33 @@ def test_housekeeping_runs_beside_the_sweep_and_in_the_worker(engine, store, set
 def test_the_retention_has_a_bound_the_database_can_compare() -> None:
     with pytest.raises(ValueError, match="deleted_retention_days"):
         Settings(_env_file=None, deleted_retention_days=1e6)
+
+
+def test_a_move_that_lands_after_the_expiry_s_deletes_is_cleaned_up_by_the_confirm(
+    engine, store, settings, monkeypatch
+):
+    """An S3 move is a copy then a delete: a large copy can land after the expiry removed both keys (SQLite, which
+    has no row lock to hold the expiry off). The confirm, refused, removes what its move left."""
+    dataset = create(engine, store, settings, age=expired_age(settings))
+    upload_key = service.upload_key_for(dataset.storage_path)
+    store.put_stream(upload_key, [LINE * 10], max_bytes=len(LINE) * 10)
+    real_move = store.move
+
+    def slow_copy(source: str, target: str) -> None:
+        content = b"".join(store.iter_chunks(source))
+        thread = threading.Thread(target=expire_abandoned_uploads, args=(engine, store, settings))
+        thread.start()
+        thread.join(2)  # the expiry runs now (SQLite) or waits for the confirm's transaction (PostgreSQL)
+        store.put_stream(target, [content], max_bytes=len(content))  # the copy lands
+        store.delete(source)
+
+    monkeypatch.setattr(store, "move", slow_copy)
+    with Session(engine) as session:
+        try:
+            service.confirm_upload(session, store, settings, USER, dataset.id)
+        except Conflict:
+            assert load(engine, dataset.id).status == DatasetStatus.ERROR
+            assert store.head(dataset.storage_path) is None  # not left where no purge looks
+        else:  # the row lock made the expiry wait: the confirm won, and its file is needed
+            monkeypatch.setattr(store, "move", real_move)
+            assert store.head(dataset.storage_path) is not None

@@ -559,6 +559,16 @@ def test_a_file_with_no_examples_shows_no_block_of_zeros(rt: Runtime) -> None:
     assert not at.metric and not at.get("vega_lite_chart")
 
 
+def test_a_report_stored_without_its_lists_says_so(rt: Runtime) -> None:
+    """The sweep's last resort keeps counts without lines: a table of counts and no lines looked like a bug."""
+    report = error_report(150)
+    report.update(errors=[], warnings=[], samples=[], lists_dropped=True)
+    dataset = seed(rt, "Dropped", DatasetStatus.ERROR, report=report)
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    assert not at.exception
+    assert any("could not be stored with this result" in i.value for i in at.info)
+
+
 def test_error_dataset_shows_the_reason_and_says_only_100_are_listed(rt: Runtime) -> None:
     dataset = seed(
         rt,

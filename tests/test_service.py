@@ -170,6 +170,7 @@ class TestConfirm:
         """`…/incoming` was the folder holding `…/incoming/incoming`: the move onto it failed on every retry."""
         dataset = _create(session, store, settings, file_name=file_name).dataset
         assert dataset.file_name == file_name  # the name shown and downloaded stays the user's
+        assert dataset.storage_path.endswith(f"/{file_name.rstrip('.')}_")  # also where names ignore case (macOS)
         _upload(store, dataset)
         assert service.confirm_upload(session, store, settings, ALICE, dataset.id).status == DatasetStatus.VALIDATING
         assert b"".join(store.iter_chunks(dataset.storage_path)) == CONTENT

@@ -534,4 +534,5 @@ class TestValuesTheDatabaseRefuses:
         assert refused and dataset.status == DatasetStatus.READY and dataset.lease_owner is None
         assert dataset.total_training_pairs == 44 and dataset.validation_report["warning_count"] >= 44
         assert dataset.validation_report["samples"] == [] and dataset.validation_report["warnings"] == []
+        assert dataset.validation_report[sweep_module.LISTS_DROPPED] is True  # the detail page says why
         assert len(notifications(engine, dataset_id)) == 1

@@ -150,7 +150,8 @@ function confirmLeave(event) {
   const link = event.target instanceof Element ? event.target.closest("a[href]") : null;
   if (!link || link.target === "_blank" || link.hasAttribute("download")) return;
   const url = new URL(link.href, window.location.href);
-  if (url.origin !== window.location.origin || (url.pathname === window.location.pathname && url.hash)) return;
+  // Another site, or this very page (its own menu entry, a link within it): the upload is not interrupted.
+  if (url.origin !== window.location.origin || url.pathname === window.location.pathname) return;
   const { name, fraction } = running;
   const question =
     `“${name}” is still uploading (${Math.floor(fraction * 100)}% sent). ` +
