@@ -195,7 +195,15 @@ def _confirm_delete_dialog(user_id: str, on_deleted: Callable[[], None] | None) 
     if not pending:
         st.rerun()
         return
-    st.write("The dataset disappears from your list and can no longer be downloaded:")
+    settings = runtime().settings
+    if settings.storage == "s3":  # a presigned link cannot be taken back; the app's own links are checked (api.py)
+        minutes = max(1, settings.download_url_ttl_seconds // 60)
+        st.write(
+            "The dataset disappears from your list and can no longer be downloaded (a download link opened before "
+            f"keeps working until it expires, within {minutes} minutes):"
+        )
+    else:
+        st.write("The dataset disappears from your list and can no longer be downloaded:")
     st.text(pending["name"])
     confirm, cancel = st.columns(2)
     if confirm.button("Delete", type="primary", icon=":material/delete:", key="confirm_delete", width="stretch"):

@@ -6,6 +6,7 @@ component's JavaScript (tests/test_browser.py does); the upload steps are tested
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -330,6 +331,21 @@ def test_search_filter_and_page_live_in_the_url(rt: Runtime) -> None:
     assert "page" not in at.query_params and dataset_names_listed(at)[0] == "Sales 00"
     at.button(key="page-next").click().run()
     assert at.query_params["page"] == "2"
+
+
+def test_the_delete_dialog_tells_s3_users_an_opened_link_lasts_until_it_expires(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A presigned S3 link cannot be taken back: "can no longer be downloaded" alone was not true there."""
+    from lora_ui import components
+
+    on_s3 = dataclasses.replace(rt, settings=rt.settings.model_copy(update={"storage": "s3"}))
+    monkeypatch.setattr(components, "runtime", lambda: on_s3)
+    doomed = seed(rt, "Delete me", DatasetStatus.ERROR, report=error_report())
+    at = open_page("pages/datasets.py")
+    at.button(key=f"delete-{doomed.id}").click().run()
+    said = " ".join(m.value for m in at.markdown)
+    assert "a download link opened before keeps working until it expires, within 15 minutes" in said
 
 
 def test_delete_from_the_list_asks_then_removes(rt: Runtime) -> None:
