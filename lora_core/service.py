@@ -35,7 +35,7 @@ from lora_core.errors import (
 )
 from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, Notification, name_key, utcnow
 from lora_core.settings import DATASET_FORMATS, DEFAULT_FORMAT, Settings
-from lora_core.storage import ObjectNotFound, ObjectStore, StorageError, UploadTarget
+from lora_core.storage import InvalidKey, ObjectNotFound, ObjectStore, StorageError, UploadTarget, check_key
 from lora_core.validation import ValidationLimits
 from lora_core.validation.excerpts import Excerpt, excerpt_positions, read_excerpts
 from lora_core.validation.spool import close_chunks
@@ -150,22 +150,20 @@ def storage_file_name(file_name: str) -> str:
 
 # A user id stands as its own folder when it is one plain path segment of at most this many UTF-8 bytes.
 USER_FOLDER_MAX_BYTES = 100
-_USER_FOLDER_UNSAFE = re.compile(r"[/\\]")  # and control characters (Unicode category Cc)
 
 
 def storage_user_folder(user_id: str) -> str:
     """The first segment of a user's storage paths: the id itself (`alice@example.com`), readable to an operator,
-    unless it could not be one segment of a key (a domain login `CORP\\alice`, `..`, a slash, a control character)
-    or is too long for a file name (an OIDC subject); then `u-` and 32 hex digits of its SHA-256, stable per user.
-    Those ids made every upload fail with "storage unavailable"."""
-    if (
-        user_id not in ("", ".", "..")
-        and not _USER_FOLDER_UNSAFE.search(user_id)
-        and len(user_id.encode("utf-8", "surrogatepass")) <= USER_FOLDER_MAX_BYTES
-        and not any(unicodedata.category(char) == "Cc" for char in user_id)
-    ):
-        return user_id
-    return "u-" + hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    unless it could not be one segment of a key (`storage.check_key` refuses a domain login `CORP\\alice`, `..`, a
+    control character; a slash would make two) or is too long for a file name (an OIDC subject); then `u-` and 32
+    hex digits of its SHA-256, stable per user. Those ids made every upload fail with "storage unavailable"."""
+    data = user_id.encode("utf-8", "surrogatepass")
+    if "/" not in user_id and len(data) <= USER_FOLDER_MAX_BYTES:
+        try:
+            return check_key(user_id)
+        except InvalidKey:
+            pass
+    return "u-" + hashlib.sha256(data).hexdigest()[:32]
 
 
 UPLOAD_FOLDER = "incoming"
@@ -399,29 +397,27 @@ def _like_literal(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _listed_status(session: Session, storage_path: str) -> DatasetStatus | None:
+    """The status of the dataset stored at `storage_path`, None when there is none or it is deleted: what a signed
+    storage link, which names a key and no user, may still do is decided by it."""
+    return session.exec(
+        select(Dataset.status).where(Dataset.storage_path == storage_path, col(Dataset.deleted_at).is_(None))
+    ).first()
+
+
 def upload_allowed(session: Session, upload_key: str) -> bool:
     """Whether a signed upload to `upload_key` may still write: only while its dataset waits for the file.
 
     An upload URL stays valid until it expires; refusing it after confirm keeps stray files out of `incoming/`.
     """
     storage_path = storage_path_for_upload_key(upload_key)
-    if storage_path is None:
-        return False
-    status = session.exec(
-        select(Dataset.status).where(Dataset.storage_path == storage_path, col(Dataset.deleted_at).is_(None))
-    ).first()
-    return status == DatasetStatus.UPLOADING
+    return storage_path is not None and _listed_status(session, storage_path) == DatasetStatus.UPLOADING
 
 
 def download_allowed(session: Session, storage_path: str) -> bool:
     """Whether a signed download of `storage_path` may still be served: not once its dataset is deleted, which
     promises that the file "can no longer be downloaded" (a link fetched before lives for its TTL otherwise)."""
-    return (
-        session.exec(
-            select(Dataset.id).where(Dataset.storage_path == storage_path, col(Dataset.deleted_at).is_(None))
-        ).first()
-        is not None
-    )
+    return _listed_status(session, storage_path) is not None
 
 
 def delete_dataset(session: Session, user_id: str, dataset_id: uuid.UUID | str) -> None:
