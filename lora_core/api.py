@@ -60,6 +60,7 @@ from starlette.routing import BaseRoute, Route
 
 from lora_core import service
 from lora_core.auth import authenticate_request, bearer_token
+from lora_core.db import database_unavailable
 from lora_core.errors import (
     Conflict,
     FieldProblem,
@@ -345,23 +346,6 @@ SERVICE_STATUS: dict[type[ServiceError], int] = {
 def service_error_response(error: ServiceError) -> JSONResponse:
     status_code = next((code for kind, code in SERVICE_STATUS.items() if isinstance(error, kind)), 400)
     return error_response(status_code, error.message, [_camel_problem(d) for d in error.details], error.code)
-
-
-def database_unavailable(error: sa.exc.DBAPIError) -> bool:
-    """Whether the database failed for a while (unreachable, shutting down, out of connections, SQLite busy or
-    locked), which a retry may get past: a 503. A missing table, a refused value or a file that cannot be opened will
-    not go away by waiting: those stay 500s, logged as errors."""
-    if isinstance(error, sa.exc.InterfaceError) or error.connection_invalidated:
-        return True
-    if not isinstance(error, sa.exc.OperationalError):
-        return False
-    original = error.orig
-    sqlite_code = getattr(original, "sqlite_errorcode", None)
-    if sqlite_code is not None:
-        return sqlite_code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (extended codes keep them in the low byte)
-    state = getattr(original, "sqlstate", None)
-    # No SQLSTATE: the server never answered (refused, timed out). Classes 08 connection, 53 resources, 57 shutdown.
-    return state is None or state[:2] in ("08", "53", "57")
 
 
 def endpoint(handler: Handler, get_runtime: RuntimeGetter, *, browser_guard: bool = True) -> Endpoint:

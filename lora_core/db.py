@@ -81,3 +81,35 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+# -- what a database error means ---------------------------------------------------------------------------------
+
+
+def _sqlstate(error: sa.exc.SQLAlchemyError) -> str | None:
+    """The SQLSTATE the server answered with (PostgreSQL), None when there is none (no answer, SQLite)."""
+    return getattr(getattr(error, "orig", None), "sqlstate", None)
+
+
+def database_unavailable(error: sa.exc.DBAPIError) -> bool:
+    """Whether the database failed for a while (unreachable, shutting down, out of connections, SQLite busy or
+    locked), which a retry may get past: the API's 503. A missing table, a refused value or a file that cannot be
+    opened will not go away by waiting: those stay 500s, logged as errors."""
+    if isinstance(error, sa.exc.InterfaceError) or error.connection_invalidated:
+        return True
+    if not isinstance(error, sa.exc.OperationalError):
+        return False
+    sqlite_code = getattr(error.orig, "sqlite_errorcode", None)
+    if sqlite_code is not None:
+        return sqlite_code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (extended codes keep them in the low byte)
+    state = _sqlstate(error)
+    # No SQLSTATE: the server never answered (refused, timed out). Classes 08 connection, 53 resources, 57 shutdown.
+    return state is None or state[:2] in ("08", "53", "57")
+
+
+def value_refused(error: sa.exc.SQLAlchemyError) -> bool:
+    """Whether the database refused a value itself (a data exception, a size over its limits), not the connection:
+    writing the same value again would fail again (the sweep then stores its result without the report's lists)."""
+    if isinstance(error, sa.exc.DataError):
+        return True
+    return (_sqlstate(error) or "")[:2] in ("22", "54")  # SQLSTATE classes: data exception, program limit exceeded

@@ -26,6 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from lora_core.db import value_refused
 from lora_core.housekeeping import expire_abandoned_uploads, purge_deleted_files
 from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, NotificationKind, notify_owner, utcnow
 from lora_core.runtime import build_runtime
@@ -79,15 +80,6 @@ def storable(value: Any) -> Any:
     if isinstance(value, list):
         return [storable(item) for item in value]
     return value
-
-
-def _value_refused(error: SQLAlchemyError) -> bool:
-    """Whether the database refused a value itself (a data exception, a size over its limits), not the connection:
-    writing the same value again would fail again."""
-    if isinstance(error, sa.exc.DataError):
-        return True
-    state = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
-    return state[:2] in ("22", "54")  # SQLSTATE classes: data exception, program limit exceeded
 
 
 @dataclass(frozen=True)
@@ -314,7 +306,7 @@ class Sweeper:
         try:
             return self._finish(claim, values, notification)
         except SQLAlchemyError as error:
-            if not _value_refused(error):
+            if not value_refused(error):
                 raise
             # Retrying the same write would fail the same way, until "interrupted 3 times": keep the verdict, the
             # counts and the statistics, without the listed issues and samples that carried what was refused.

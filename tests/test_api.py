@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from lora_core import api, errors, service
+from lora_core import api, db, errors, service
 from lora_core.errors import FieldProblem
 from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind
 from lora_core.runtime import Runtime
@@ -699,7 +699,7 @@ def test_only_a_database_out_of_reach_for_a_while_is_unavailable() -> None:
         original.sqlite_errorcode = code  # type: ignore[attr-defined]
         return sa.exc.OperationalError("SELECT 1", {}, original)
 
-    assert api.database_unavailable(sqlite_error(5))  # SQLITE_BUSY
-    assert api.database_unavailable(sqlite_error(5 | (1 << 8)))  # an extended busy code
-    assert not api.database_unavailable(sqlite_error(1))  # SQLITE_ERROR: no such table
-    assert not api.database_unavailable(sa.exc.DataError("SELECT 1", {}, Exception("value too long")))
+    assert db.database_unavailable(sqlite_error(5))  # SQLITE_BUSY
+    assert db.database_unavailable(sqlite_error(5 | (1 << 8)))  # an extended busy code
+    assert not db.database_unavailable(sqlite_error(1))  # SQLITE_ERROR: no such table
+    assert not db.database_unavailable(sa.exc.DataError("SELECT 1", {}, Exception("value too long")))
