@@ -454,9 +454,9 @@ class BlockChecker:
 
     def _unknown_shape(self, number: int, record: dict[str, Any]) -> None:
         keys = list(record)
-        shown = ", ".join(f"`{quoted(key)}`" for key in keys[:8]) + (
-            f" and {len(keys) - 8} more" if len(keys) > 8 else ""
-        )
+        shown = ", ".join(f"`{quoted(key)}`" for key in keys[:8])
+        if len(keys) > 8:
+            shown += f" and {len(keys) - 8} more"
         expected = " or ".join(SHAPE_WORDS[shape] for shape in self.accepted)
         self.issues.add(
             "unknown_shape",
