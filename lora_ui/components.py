@@ -23,6 +23,10 @@ DETAIL_PAGE = "pages/dataset.py"
 DATASETS_PAGE = "pages/datasets.py"
 UPLOAD_PAGE = "pages/upload.py"
 NOTIFICATIONS_PAGE = "pages/notifications.py"
+# The list's page number as the session last showed it: the way back from a dataset ("All datasets", a delete)
+# returns there. The search and the status filter come back by themselves (their controls keep their state), but
+# the page number lives only in the list's URL, which a link to another page leaves.
+LIST_PAGE_KEY = "list-page"
 
 STATUS_COLORS: dict[DatasetStatus, str] = {
     DatasetStatus.UPLOADING: "blue",
@@ -42,6 +46,13 @@ FORMAT_LABELS = {
     "brightrun_lora_v3": "BrightRun LoRA v3",
     "openai_chat": "OpenAI chat",
 }
+
+
+def list_query_params() -> dict[str, str]:
+    """The query parameters of the way back to the list: the page it was last on, when not the first."""
+    page = st.session_state.get(LIST_PAGE_KEY, 1)
+    return {"page": str(page)} if page > 1 else {}
+
 
 # CommonMark lets a backslash escape any ASCII punctuation; that also covers Streamlit's extensions
 # (`:red[...]` directives, `:emoji:` codes, `$math$`) and raw HTML (`<`, `&`).

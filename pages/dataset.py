@@ -34,6 +34,7 @@ from lora_ui.components import (
     format_timestamp,
     format_when,
     is_uuid,
+    list_query_params,
     request_delete,
     show_flash,
     show_service_error,
@@ -61,7 +62,9 @@ def _not_found() -> None:
         "There is no dataset at this address: it was deleted, the link is wrong, or it belongs to someone else.",
         icon=":material/search_off:",
     )
-    st.page_link(DATASETS_PAGE, label="Back to your datasets", icon=":material/arrow_back:")
+    st.page_link(
+        DATASETS_PAGE, label="Back to your datasets", icon=":material/arrow_back:", query_params=list_query_params()
+    )
     st.stop()
 
 
@@ -79,7 +82,7 @@ def _page_id(dataset_id: uuid.UUID | str) -> str:
 
 
 def _go_to_list() -> None:
-    st.switch_page(DATASETS_PAGE)
+    st.switch_page(DATASETS_PAGE, query_params=list_query_params())
 
 
 # --- Header and status ------------------------------------------------------------------------------------------
@@ -87,7 +90,7 @@ def _go_to_list() -> None:
 
 def _header(dataset: Dataset) -> None:
     st.set_page_config(page_title=tab_title(dataset.name))  # several datasets open in tabs are told apart
-    st.page_link(DATASETS_PAGE, label="All datasets", icon=":material/arrow_back:")
+    st.page_link(DATASETS_PAGE, label="All datasets", icon=":material/arrow_back:", query_params=list_query_params())
     title_col, badge_col = st.columns([5, 1], vertical_alignment="center")
     title_col.title(escape_markdown(dataset.name))
     with badge_col:

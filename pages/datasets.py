@@ -11,6 +11,7 @@ from lora_core.models import Dataset, DatasetStatus
 from lora_ui.components import (
     DETAIL_PAGE,
     FORMAT_LABELS,
+    LIST_PAGE_KEY,
     PENDING_STATUSES,
     UPLOAD_PAGE,
     confirm_delete_if_requested,
@@ -170,6 +171,7 @@ def _render_list(user_id: str, search: str, status: str | None) -> bool:
     except ServiceError as error:
         show_service_error(error)
         return False
+    st.session_state[LIST_PAGE_KEY] = result.page if result.total else 1
 
     if result.total == 0:
         if search or status:

@@ -333,6 +333,35 @@ def test_search_filter_and_page_live_in_the_url(rt: Runtime) -> None:
     assert at.query_params["page"] == "2"
 
 
+def test_the_way_back_from_a_dataset_returns_to_the_page_of_the_list_it_was_on(rt: Runtime) -> None:
+    """The "All datasets" link and a delete on the dataset's page lead back to the list's page, not to its first."""
+    for index in range(12):
+        seed(rt, f"Set {index:02d}", DatasetStatus.READY, report=ready_report(), age_minutes=index)
+    at = open_page("pages/datasets.py")
+    at.button(key="page-next").click().run()
+    [*_, last] = [link for link in at.get("page_link") if link.proto.label == "View details"]
+    at.switch_page("pages/dataset.py")
+    at.query_params["id"] = last.proto.query_string.removeprefix("id=")  # "Set 11", as its link opens it
+    at.run()
+    [back] = [link for link in at.get("page_link") if link.proto.label == "All datasets"]
+    assert back.proto.query_string == "page=2"
+    at.button(key="delete").click().run()
+    at.button(key="confirm_delete").click().run()
+    assert not at.exception
+    # Back on the list's second page, which now holds one dataset.
+    assert at.query_params["page"] == "2" and dataset_names_listed(at) == ["Set 10"]
+
+
+def test_the_way_back_to_the_first_page_has_no_page_number(rt: Runtime) -> None:
+    dataset = seed(rt, "Only one", DatasetStatus.READY, report=ready_report())
+    at = open_page("pages/datasets.py")
+    at.switch_page("pages/dataset.py")
+    at.query_params["id"] = str(dataset.id)
+    at.run()
+    [back] = [link for link in at.get("page_link") if link.proto.label == "All datasets"]
+    assert back.proto.query_string == ""
+
+
 def test_the_delete_dialog_tells_s3_users_an_opened_link_lasts_until_it_expires(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
