@@ -81,6 +81,15 @@ class LineReader:
         # `blocks` yields one line at a time while this is True: the caller looks for the file's first non-blank
         # line and may stop there (a JSON array), and must then have read no further than a line-by-line reader.
         self.line_by_line = True
+        # Whether the first line skipped for being over the limit opens a JSON array (None: none skipped yet). That
+        # line is never held whole, but when it is the file's first non-blank line, `json_array_file` is what the
+        # file has (a list saved with `json.dump` is one line), not `line_too_long`.
+        self.first_skipped_opens_array: bool | None = None
+
+    def _skipping(self, start: bytes) -> None:
+        """A line over the limit is being skipped; `start` is what of it has been read (more than the limit)."""
+        if self.first_skipped_opens_array is None:
+            self.first_skipped_opens_array = opens_array(start)
 
     # -- bytes ---------------------------------------------------------------------------------------------------
 
@@ -265,6 +274,7 @@ class LineReader:
                 buffered = len(rest)
             if tail > held_limit:
                 data = b"".join(buffer)
+                self._skipping(data[len(data) - tail :])
                 held = data[: len(data) - tail]
                 buffer, buffered, newlines, tail = [], 0, 0, 0
         if held is not None:
@@ -299,11 +309,16 @@ class LineReader:
                     part = b"".join(pending)
                     pending = []
                     pending_size = 0
-                yield number, None if over_limit(part, limit) else part
+                if over_limit(part, limit):
+                    self._skipping(part)
+                    yield number, None
+                else:
+                    yield number, part
             if tail and not too_long:
                 pending_size += len(tail)
                 if pending_size > held_limit:
                     too_long = True
+                    self._skipping(b"".join(pending) + tail)
                     pending = []
                     pending_size = 0
                 else:
@@ -314,7 +329,16 @@ class LineReader:
             yield number + 1, None
         elif pending:
             part = b"".join(pending)
-            yield number + 1, None if over_limit(part, limit) else part
+            if over_limit(part, limit):
+                self._skipping(part)
+                yield number + 1, None
+            else:
+                yield number + 1, part
+
+
+def opens_array(line: bytes) -> bool:
+    """Whether a line, past its leading blanks (space, tab, CR), starts a JSON array."""
+    return line.lstrip(b" \t\r")[:1] == b"["
 
 
 def over_limit(line: bytes, limit: int) -> bool:

@@ -28,7 +28,15 @@ from lora_core.validation.blocks import (
 )
 from lora_core.validation.limits import MIB, ValidationLimits
 from lora_core.validation.parallel import BlockPool, span_block
-from lora_core.validation.reader import GZIP_MAGIC, SNIFF_BYTES, UTF8_BOM, LineReader, _binary_kind, over_limit
+from lora_core.validation.reader import (
+    GZIP_MAGIC,
+    SNIFF_BYTES,
+    UTF8_BOM,
+    LineReader,
+    _binary_kind,
+    opens_array,
+    over_limit,
+)
 from lora_core.validation.report import DatasetStats, IssueCollector, PendingIssues, ValidationReport
 from lora_core.validation.rules import duplicate_id
 from lora_core.validation.sources import ByteSource, LocalFileSource, span_reach
@@ -64,30 +72,32 @@ PARALLEL_FROM_BYTES = 32 * MIB
 def _first_line_kind(line: bytes) -> tuple[bool, bool]:
     """(non-blank, opens a JSON array) for a line looked at while finding the file's first non-blank line."""
     if line[:1] == b"{" or line.strip(b" \t\r"):
-        return True, line.lstrip(b" \t\r")[:1] == b"["
+        return True, opens_array(line)
     return False, False
 
 
 def _first_nonblank(
-    first_number: int, data: bytes, too_long_last: bool, line_limit: int
+    first_number: int, data: bytes, too_long_last: bool, line_limit: int, skipped_opens_array: bool
 ) -> tuple[int | None, int | None]:
     """The number of the first non-blank line in a block, if any, and, when that line opens a JSON array, its byte
-    offset in `data` (the file is then a JSON array: `json_array_file`). A line over the limit counts as non-blank
-    and is not looked into."""
+    offset in `data` (the file is then a JSON array: `json_array_file`). A line over the limit counts as non-blank,
+    and opens an array as any other; `skipped_opens_array` tells for the one skipped after `data` when
+    `too_long_last` (reader.LineReader.first_skipped_opens_array)."""
     number = first_number
     start = 0
     end = len(data)
     while start < end:
         stop = data.index(b"\n", start)
         line = data[start:stop]
-        if over_limit(line, line_limit):
-            return number, None
-        nonblank, opens_array = _first_line_kind(line)
+        # A line over the limit is a record line (`line_too_long`), even of blanks.
+        nonblank, array = (True, opens_array(line)) if over_limit(line, line_limit) else _first_line_kind(line)
         if nonblank:
-            return number, start if opens_array else None
+            return number, start if array else None
         number += 1
         start = stop + 1
-    return (number if too_long_last else None), None
+    if too_long_last:
+        return number, end if skipped_opens_array else None
+    return None, None
 
 
 class _Span(NamedTuple):
@@ -375,7 +385,10 @@ class _Validation:
                     continue
                 first_number, data, too_long_last = raw
                 if first_nonblank is None:
-                    first_nonblank, array_at = _first_nonblank(first_number, data, too_long_last, line_limit)
+                    skipped_array = reader.first_skipped_opens_array is True
+                    first_nonblank, array_at = _first_nonblank(
+                        first_number, data, too_long_last, line_limit, skipped_array
+                    )
                     reader.line_by_line = first_nonblank is None
                     if array_at is not None:
                         array_file = True
@@ -405,8 +418,12 @@ class _Validation:
         reader_issues = PendingIssues()
         offset = self.data_start
         array_file = False
-        for _number, line in LineReader(source.chunks(0, read_bytes), self.limits, reader_issues):
-            nonblank, array_file = (True, False) if line is None else _first_line_kind(line)  # None: over the limit
+        head_reader = LineReader(source.chunks(0, read_bytes), self.limits, reader_issues)
+        for _number, line in head_reader:
+            if line is None:  # over the limit, and skipped
+                nonblank, array_file = True, head_reader.first_skipped_opens_array is True
+            else:
+                nonblank, array_file = _first_line_kind(line)
             if nonblank:
                 self.first_nonblank_at = offset
                 break

@@ -61,6 +61,9 @@ CASES: dict[str, bytes] = {
     "over-long first and last lines": LONG + b"\n" + b"\n".join(PAIRS) + b"\n" + LONG,
     "an over-long line after blank lines only": b"\n  \n" + LONG + b"\n" + PAIRS[0] + b"\n",
     "bom and a json array after blank lines": b"\xef\xbb\xbf\n \n[" + PAIRS[0] + b"]\n" + PAIRS[1] + b"\n",
+    # A list saved with json.dump is one line: over the limit, it is still a JSON array, not a line too long.
+    "an over-long json array after blank lines": b"\n \n \t[" + b", ".join(PAIRS) + b"]\n" + PAIRS[0] + b"\n",
+    "an over-long json array alone, no line end": b"[" + b", ".join(PAIRS) + b"]",
     "a line exactly at the limit, with and without CR": b"\n".join(
         [b'{"a": "' + b"z" * (1100 - 9) + b'"}', b'{"a": "' + b"z" * (1100 - 9) + b'"}\r', PAIRS[3]]
     ),
@@ -79,6 +82,11 @@ def test_the_cases_have_what_they_are_named_for() -> None:
     assert [issue["line"] for issue in edges["errors"]] == [1, 8]
     array = assert_cut_anywhere(CASES["bom and a json array after blank lines"])
     assert array["error_counts"] == {"json_array_file": 1} and array["warning_counts"] == {"bom": 1, "blank_line": 2}
+    for name in ("an over-long json array after blank lines", "an over-long json array alone, no line end"):
+        assert max(len(line) for line in CASES[name].split(b"\n")) > 2 * 1100
+        long_array = assert_cut_anywhere(CASES[name], line_limit_bytes=1100)
+        assert long_array["error_counts"] == {"json_array_file": 1}, name
+        assert [(issue["code"], issue["line"]) for issue in long_array["errors"]] == [("json_array_file", 1)]
 
 
 def test_gzip_cut_short_and_capped_at_every_point() -> None:
