@@ -375,15 +375,13 @@ class BlockChecker:
             why = "A `_meta` header is only allowed as the first line of the file."
         else:
             why = "A `_meta` header must be a line of its own, holding only `_meta`."
-        self.issues.add(
-            "misplaced_meta",
-            number,
-            "_meta",
-            why,
-            "Remove `_meta` from this line (it is not training data)."
-            if self.fmt == "openai_chat" or not alone
-            else "Move the `_meta` line to the top of the file, or remove it.",
-        )
+        if not alone:
+            fix = "Remove `_meta` from this line (it is not training data)."
+        elif self.fmt == "openai_chat":
+            fix = "Remove this line (it is not training data)."  # removing `_meta` from it would leave `{}`
+        else:
+            fix = "Move the `_meta` line to the top of the file, or remove it."
+        self.issues.add("misplaced_meta", number, "_meta", why, fix)
         if alone:
             self.result.record_lines += 1
             return True

@@ -7,6 +7,7 @@ the line's training messages, built from whatever of the record is well-typed, f
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,11 @@ def json_type(value: Any) -> str:
     if isinstance(value, int):
         return "an integer"
     if isinstance(value, float):
+        if math.isinf(value):  # 1e400, read by the standard library
+            return "a number too large to represent"
+        # 2.0 and 1e300 are whole, but a JSON integer is written without a point or an exponent.
+        if value.is_integer():
+            return "a number written with a decimal point or exponent"
         return "a number with a fraction"
     if isinstance(value, str):
         return "a string"
@@ -52,6 +58,22 @@ def json_type(value: Any) -> str:
 
 # The most of a file's value (an id, a role, a key) that an issue's message quotes.
 QUOTED_CHARS = 80
+
+
+# The most digits of a number that an issue's message shows; a longer one is described by its length.
+SHOWN_DIGITS = 24
+
+
+def number_text(value: float) -> str:
+    """A number of the file as an issue shows it: as written when short, described when it is not (an integer of
+    400 digits, or 1e400, which Python reads as infinity)."""
+    if isinstance(value, float) and math.isinf(value):
+        return "a number too large to represent" if value > 0 else "a negative number too large to represent"
+    if isinstance(value, int) and not isinstance(value, bool):
+        digits = len(str(abs(value)))  # at most 4,300: json.loads refuses longer integers, as str() does
+        if digits > SHOWN_DIGITS:
+            return f"{'a negative' if value < 0 else 'a'} whole number of {digits:,} digits"
+    return str(value)
 
 
 def quoted(value: str) -> str:
@@ -94,6 +116,9 @@ class RecordRules:
         self.counted = counted
         # The raw line being checked, for `exact_number`; the validator sets it before each record.
         self.line_bytes = b""
+        # The line `exact_number` parsed last (the very object of `line_bytes` then), and what it gave.
+        self._exact_of: bytes | None = None
+        self._exact_line: Any = None
 
     # -- shared helpers ------------------------------------------------------------------------------------------
 
@@ -105,7 +130,11 @@ class RecordRules:
         """
         if not (value.is_integer() and abs(value) >= 2**63):
             return value
-        exact: Any = json.loads(self.line_bytes)
+        # Parsed once per line: a line of thousands of such weights was parsed again for each (quadratic).
+        if self._exact_of is not self.line_bytes:
+            self._exact_line = json.loads(self.line_bytes)
+            self._exact_of = self.line_bytes
+        exact: Any = self._exact_line
         for key in path:
             exact = exact[key]
         return exact
@@ -217,7 +246,7 @@ class RecordRules:
                 "out_of_range",
                 line,
                 "turn_number",
-                f"`turn_number` is {turn_number}; turns are numbered from 1.",
+                f"`turn_number` is {number_text(turn_number)}; turns are numbered from 1.",
                 "Number the turns 1, 2, 3, …",
             )
         else:
@@ -384,7 +413,7 @@ class RecordRules:
                 if content == user_input:
                     messages.pop()
                     self._repeated_user_input(line, index)
-                else:
+                elif user_input is not None:  # a missing input was reported; there is nothing to differ from
                     self._history_ends_with_user(line, index)
             return
         del messages[start:]
@@ -451,7 +480,9 @@ class RecordRules:
             if content is not None and content == user_input:
                 repeated_index = index
                 self._repeated_user_input(line, index)
-            elif not order_reported:
+            elif not order_reported and content is not None and user_input is not None:
+                # Only two messages can differ: a missing input or an entry without a usable content (each reported
+                # already, and left out of the training messages) puts no two user messages in a row.
                 self._history_ends_with_user(line, index)
 
         for index, role, content in valid:
@@ -523,7 +554,7 @@ class RecordRules:
                     "out_of_range",
                     line,
                     field,
-                    f"`quality_score` is {score}; it must be from 1 to 5.",
+                    f"`quality_score` is {number_text(score)}; it must be from 1 to 5.",
                     "Use the 1–5 quality scale.",
                 )
             elif score < LOW_QUALITY_BELOW:
@@ -686,7 +717,7 @@ class RecordRules:
                 "out_of_range",
                 line,
                 f"{where}.weight",
-                f"`weight` is {weight}; it must be 0 (do not train on this message) or 1 (train on it).",
+                f"`weight` is {number_text(weight)}; it must be 0 (do not train on this message) or 1 (train on it).",
                 "Set `weight` to 0 or 1.",
             )
             return 1

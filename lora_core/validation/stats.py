@@ -76,7 +76,14 @@ def distribution(tally: Counter[int]) -> Distribution:
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
-    return round(numerator / denominator, 2) if denominator else None
+    """numerator / denominator to 2 places; None when there is nothing to divide by, or when the quotient is past
+    what a float holds (FORMAT.md bounds no turn_number: one of 10**400 makes total_turns that large)."""
+    if not denominator:
+        return None
+    try:
+        return round(numerator / denominator, 2)
+    except OverflowError:
+        return None
 
 
 class ExampleTotals:

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import copy
 import gzip
+import itertools
 import json
 import re
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from lora_core.validation import ValidationLimits, file_too_large_report, validate_stream
+from lora_core.validation import rules as rules_module
 from tests.conftest import EQ12_PATH
 
 MIB = 1024 * 1024
@@ -500,6 +503,28 @@ class TestPairWarnings:
         expect_error(d, "role_order", 1, field="conversation_history[2].role")
         assert "repeated_user_input" not in codes_at(d, 1)
 
+    @pytest.mark.parametrize(
+        ("path", "value", "code"),
+        [
+            ("current_user_input", DELETE, "missing_field"),
+            ("current_user_input", 5, "wrong_type"),
+            ("conversation_history[2].content", 5, "wrong_type"),
+            ("conversation_history[2].content", DELETE, "missing_field"),
+        ],
+    )
+    @pytest.mark.parametrize("fmt", [V4, V3])
+    def test_a_history_ending_with_a_user_entry_is_no_role_order_when_one_side_is_unusable(
+        self, path: str, value: Any, code: str, fmt: str
+    ) -> None:
+        """Neither a missing input nor an entry without usable content can "differ": each is reported, left out of
+        the training messages, and puts no two user messages in a row (a second error for one problem, before)."""
+        record = pair(1)
+        record["conversation_history"].append({"turn": 3, "role": "user", "content": "Something else entirely."})
+        d = run([changed(record, path, value)], fmt)
+        assert error_codes_at(d, 1) == [code], describe(d)
+        roles = [message["role"] for message in d["samples"][0]["messages"]]
+        assert all(a != b for a, b in itertools.pairwise(roles))  # the training messages alternate
+
 
 class TestPairRoles:
     @pytest.mark.parametrize(
@@ -896,6 +921,8 @@ class TestMetaHeader:
     def test_header_in_openai_chat_is_misplaced_meta(self) -> None:
         d = run([header()] + [messages(i) for i in range(1, 11)], OPENAI)
         expect_error(d, "misplaced_meta", 1, field="_meta")
+        # Removing `_meta` from it would leave `{}`, an unknown shape: the line is what goes.
+        assert expect_error(d, "misplaced_meta", 1)["suggestion"] == "Remove this line (it is not training data)."
         assert codes_at(d, 1) == ["misplaced_meta"]
         assert d["stats"]["total_examples"] == 10
 
@@ -1313,6 +1340,53 @@ class TestJsonDetails:
         d = run([line])
         expect_error(d, "out_of_range", 1, field="training_metadata.quality_score")
         assert error_codes_at(d, 1) == ["out_of_range"]
+        message = expect_error(d, "out_of_range", 1)["message"]
+        assert message == "`quality_score` is a number too large to represent; it must be from 1 to 5."  # not "inf"
+
+    @pytest.mark.parametrize(
+        ("written", "said"),
+        [
+            ("1e400", "a number too large to represent"),
+            ("1e300", "a number written with a decimal point or exponent"),
+            ("2.0", "a number written with a decimal point or exponent"),
+            ("2.5", "a number with a fraction"),
+        ],
+    )
+    def test_a_turn_number_that_is_no_json_integer_says_how_it_is_written(self, written: str, said: str) -> None:
+        line = json.dumps(pair(1)).replace('"turn_number": 2', f'"turn_number": {written}')
+        found = expect_error(run([line]), "wrong_type", 1, field="turn_number")
+        assert found["message"].startswith(f"`turn_number` is {said};")
+
+    def test_a_number_of_hundreds_of_digits_is_described_not_quoted(self) -> None:
+        d = run([changed(pair(1), "turn_number", -(10**400))])
+        found = expect_error(d, "out_of_range", 1, field="turn_number")
+        assert found["message"] == "`turn_number` is a negative whole number of 401 digits; turns are numbered from 1."
+
+    def test_a_turn_number_of_400_digits_gives_a_report_not_a_crash(self) -> None:
+        """FORMAT.md bounds no turn_number; the average of such turns is past a float, and is left out (None)."""
+        d = run([changed(pair(i), "turn_number", 10**400) for i in range(1, 11)])
+        expect_ready(d)
+        assert d["stats"]["total_turns"] == 10 * 10**400 and d["stats"]["avg_turns_per_conversation"] is None
+        assert d["stats"]["turns_per_conversation"]["max"] == 10**400
+
+    def test_a_line_of_many_huge_weights_is_parsed_again_once(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Integers past 64 bits are read again with the standard library: once per line, not once per value (a
+        line of 4,000 such weights took 9 s, growing with the square of its length)."""
+        record = messages(1)
+        weighted = [i for i, message in enumerate(record["messages"]) if message["role"] == "assistant"]
+        for index in weighted:
+            record["messages"][index]["weight"] = 10**20  # orjson gives a float past 2**64
+        calls: list[int] = []
+
+        def counting_loads(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            return json.loads(*args, **kwargs)
+
+        monkeypatch.setattr(rules_module, "json", SimpleNamespace(loads=counting_loads))
+        d = run([record, record], OPENAI)
+        assert [issue["field"] for issue in d["errors"]] == [f"messages[{index}].weight" for index in weighted] * 2
+        assert d["error_counts"] == {"out_of_range": 2 * len(weighted)} and len(weighted) == 2
+        assert len(calls) == 2  # one per line, for its two weights
 
     # After a number too large for a double, orjson stops and the standard library reads the line: what orjson
     # would have reported further on must still be found, at its own column.
