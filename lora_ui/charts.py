@@ -111,7 +111,9 @@ def tokens_histogram(
 
 def turns_histogram(bins: Sequence[Mapping[str, Any]], max_turns: int | None = None) -> alt.Chart:
     """Conversations per number of turns (user and assistant messages)."""
-    frame = _trim_leading_empty(histogram_frame(bins, max_turns))
+    # Labels and counts only: FORMAT.md bounds no turn_number, and a bin's bounds past 64 bits (a turn_number of
+    # 10**20) cannot go into the chart's Arrow table.
+    frame = _trim_leading_empty(histogram_frame(bins, max_turns))[["bin", "count"]]
     return (
         alt.Chart(frame)
         .mark_bar(cornerRadiusTopLeft=3, cornerRadiusTopRight=3, color="#6366f1")

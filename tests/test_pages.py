@@ -7,6 +7,7 @@ component's JavaScript (tests/test_browser.py does); the upload steps are tested
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -514,6 +515,18 @@ def test_no_training_messages_is_said_not_charted(rt: Runtime) -> None:
     at = open_page("pages/dataset.py", {"id": str(dataset.id)})
     assert "No training messages to chart." in texts(at)
     assert len(at.get("vega_lite_chart")) == 2  # tokens and turns only
+
+
+@pytest.mark.parametrize("turn_number", [10**20, 10**400], ids=["1e20", "1e400"])
+def test_turn_numbers_past_64_bits_are_charted_without_a_traceback(rt: Runtime, turn_number: int) -> None:
+    """FORMAT.md bounds no turn_number: the turns chart took the bins' bounds, past what its Arrow table holds."""
+    line = json.dumps({"id": "p1", "conversation_id": "c1", "turn_number": turn_number, "system_prompt": "s"})
+    line = line[:-1] + ', "conversation_history": [], "current_user_input": "u", "target_response": "a"}'
+    report = validate_stream(iter([line.encode() + b"\n"]), "brightrun_lora_v3").to_dict()
+    dataset = seed(rt, "Huge turns", DatasetStatus.READY, report=report, total_turns=None)
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    assert len(at.get("vega_lite_chart")) == 3  # tokens, turns and roles
+    assert f"max {turn_number:,}" in texts(at)
 
 
 def test_issue_tables_filter_by_code_and_text(rt: Runtime) -> None:

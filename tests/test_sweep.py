@@ -92,13 +92,16 @@ class TestOutcomes:
         assert note.link == f"/dataset?id={dataset_id}"
         assert "44 training pairs" in note.message
 
-    def test_statistics_too_large_for_a_column_keep_their_exact_value_in_the_report(self, engine, store, settings):
+    @pytest.mark.parametrize("turn_number", [10**20, 10**400], ids=["1e20", "1e400"])
+    def test_statistics_too_large_for_a_column_keep_their_exact_value_in_the_report(
+        self, engine, store, settings, turn_number
+    ):
         """FORMAT.md sets no upper bound on turn_number, and total_turns sums the highest of each conversation: a
         value past a 64-bit column is left out of the column (the report keeps it) instead of failing the write."""
         pair = {
             "id": "p1",
             "conversation_id": "c1",
-            "turn_number": 10**20,
+            "turn_number": turn_number,
             "system_prompt": "s",
             "conversation_history": [],
             "current_user_input": "u",
@@ -113,7 +116,7 @@ class TestOutcomes:
         dataset = load(engine, dataset_id)
         assert dataset.status == DatasetStatus.READY
         assert dataset.total_turns is None
-        assert dataset.validation_report["stats"]["total_turns"] == 10**20
+        assert dataset.validation_report["stats"]["total_turns"] == turn_number
         assert dataset.total_training_pairs == 1
 
     def test_a_large_s3_dataset_is_spooled_and_checked_by_workers(self, engine, settings, monkeypatch):
