@@ -23,13 +23,14 @@ class Runtime:
         return Session(self.engine, expire_on_commit=False)
 
 
-def build_runtime(settings: Settings | None = None) -> Runtime:
-    """Connect, bring the schema to head and open the store. Called once per process (pages cache it)."""
+def build_runtime(settings: Settings | None = None, *, serves_browsers: bool = True) -> Runtime:
+    """Connect, bring the schema to head and open the store (storage.make_store). Called once per process (pages
+    cache it)."""
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings)
     migrate(engine)
-    return Runtime(settings=settings, engine=engine, store=make_store(settings))
+    return Runtime(settings=settings, engine=engine, store=make_store(settings, serves_browsers=serves_browsers))
 
 
 _runtime_lock = threading.Lock()

@@ -604,7 +604,8 @@ class S3Store(ObjectStore):
         """Create the bucket if it is missing (MinIO, moto and tests; production buckets are made by ops).
 
         With `cors_origins`, also allow browsers on those origins to PUT to presigned URLs: the Upload page sends
-        the file straight from the browser to the bucket, which a bucket without such a CORS rule refuses.
+        the file straight from the browser to the bucket, which a bucket without such a CORS rule refuses. The
+        bucket's other CORS rules are kept (`_allow_browser_uploads`).
         """
         try:
             self.client.head_bucket(Bucket=self.bucket)
@@ -628,17 +629,38 @@ class S3Store(ObjectStore):
         self._allow_browser_uploads(cors_origins)
 
     def _allow_browser_uploads(self, origins: Sequence[str]) -> None:
+        """Add a rule letting `origins` PUT, GET and HEAD, unless the bucket's rules allow their PUTs already.
+
+        S3 has no call that adds one rule: the whole configuration is replaced. So the rules already there (an
+        operator's, another app's) are read and written back with ours after them; replacing them took the
+        operator's away, and a process with another idea of the app's address took the app's own.
+        """
         if not origins:
             return
-        rule = {
-            "AllowedOrigins": list(origins),
-            "AllowedMethods": ["PUT", "GET", "HEAD"],
-            "AllowedHeaders": ["*"],
-            "ExposeHeaders": ["ETag"],
-            "MaxAgeSeconds": 3600,
-        }
         with _s3_errors():
-            self.client.put_bucket_cors(Bucket=self.bucket, CORSConfiguration={"CORSRules": [rule]})
+            try:
+                rules = self.client.get_bucket_cors(Bucket=self.bucket)["CORSRules"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "NoSuchCORSConfiguration":
+                    raise
+                rules = []
+            allowed = {
+                origin
+                for rule in rules
+                if "PUT" in rule.get("AllowedMethods", ())
+                for origin in rule.get("AllowedOrigins", ())
+            }
+            missing = [origin for origin in origins if origin not in allowed and "*" not in allowed]
+            if not missing:
+                return
+            rule = {
+                "AllowedOrigins": missing,
+                "AllowedMethods": ["PUT", "GET", "HEAD"],
+                "AllowedHeaders": ["*"],
+                "ExposeHeaders": ["ETag"],
+                "MaxAgeSeconds": 3600,
+            }
+            self.client.put_bucket_cors(Bucket=self.bucket, CORSConfiguration={"CORSRules": [*rules, rule]})
 
     def upload_target(self, key: str, size: int, content_type: str = "application/octet-stream") -> UploadTarget:
         """A presigned PUT that signs Content-Type and Content-Length, so S3 accepts exactly `size` bytes.
@@ -781,8 +803,10 @@ class S3Store(ObjectStore):
             raise StorageError("The storage bucket does not exist.") from None
 
 
-def make_store(settings: Settings) -> ObjectStore:
-    """The store the settings ask for; creates the S3 bucket first when `s3_create_bucket` is set."""
+def make_store(settings: Settings, *, serves_browsers: bool = True) -> ObjectStore:
+    """The store the settings ask for; creates the S3 bucket first when `s3_create_bucket` is set, and lets the
+    app's browsers upload to it when this process `serves_browsers` (a worker does not, and may not know the app's
+    address: it leaves the bucket's CORS rules alone)."""
     if settings.storage == "local":
         return LocalStore(
             settings.storage_root,
@@ -799,5 +823,5 @@ def make_store(settings: Settings) -> ObjectStore:
         download_ttl=settings.download_url_ttl_seconds,
     )
     if settings.s3_create_bucket:
-        store.ensure_bucket(cors_origins=[settings.public_base_url])
+        store.ensure_bucket(cors_origins=[settings.public_base_url] if serves_browsers else ())
     return store

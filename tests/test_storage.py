@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -523,6 +524,53 @@ def test_make_store_s3_creates_bucket(moto_endpoint: str, tmp_path: Path) -> Non
     [rule] = store.client.get_bucket_cors(Bucket=bucket)["CORSRules"]
     assert rule["AllowedOrigins"] == ["http://127.0.0.1:8501"]
     assert "PUT" in rule["AllowedMethods"]
+
+
+OPS_RULE = {"AllowedOrigins": ["https://notebooks.example.com"], "AllowedMethods": ["GET"], "MaxAgeSeconds": 60}
+
+
+def s3_settings(endpoint: str, bucket: str, tmp_path: Path, **values: Any) -> Settings:
+    return Settings(
+        _env_file=None,
+        data_dir=tmp_path,
+        storage="s3",
+        s3_bucket=bucket,
+        s3_endpoint_url=endpoint,
+        s3_create_bucket=True,
+        **values,
+    )
+
+
+def test_an_existing_buckets_cors_rules_are_kept_and_the_apps_origin_added(moto_endpoint: str, tmp_path: Path) -> None:
+    """S3 replaces the whole CORS configuration: writing only the app's rule took an operator's rules away."""
+    bucket = f"test-{uuid.uuid4().hex[:16]}"
+    store = make_store(s3_settings(moto_endpoint, bucket, tmp_path, public_base_url="http://127.0.0.1:8531"))
+    assert isinstance(store, S3Store)
+    [app_rule] = store.client.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    store.client.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [OPS_RULE, app_rule]})
+
+    make_store(s3_settings(moto_endpoint, bucket, tmp_path, public_base_url="http://127.0.0.1:8531"))  # a restart
+    assert store.client.get_bucket_cors(Bucket=bucket)["CORSRules"] == [OPS_RULE, app_rule]  # nothing to add
+
+    make_store(s3_settings(moto_endpoint, bucket, tmp_path, public_base_url="https://lora.example.com"))  # moved
+    rules = store.client.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    assert rules[:2] == [OPS_RULE, app_rule]
+    assert rules[2]["AllowedOrigins"] == ["https://lora.example.com"] and "PUT" in rules[2]["AllowedMethods"]
+
+
+def test_a_worker_creates_the_bucket_but_leaves_its_cors_rules_alone(moto_endpoint: str, tmp_path: Path) -> None:
+    """A worker serves no browser and may not know the app's address (its LORA_PUBLIC_BASE_URL left at the
+    default): the rule it wrote took the app's own away, and every browser upload failed."""
+    bucket = f"test-{uuid.uuid4().hex[:16]}"
+    settings = s3_settings(moto_endpoint, bucket, tmp_path)
+    store = make_store(settings, serves_browsers=False)
+    assert isinstance(store, S3Store)
+    store.check()  # created
+    with pytest.raises(ClientError, match="NoSuchCORSConfiguration"):
+        store.client.get_bucket_cors(Bucket=bucket)
+    store.client.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [OPS_RULE]})
+    make_store(settings, serves_browsers=False)
+    assert store.client.get_bucket_cors(Bucket=bucket)["CORSRules"] == [OPS_RULE]
 
 
 def closed_port_url() -> str:
