@@ -43,11 +43,15 @@ uvicorn.config.ProxyHeadersMiddleware = _proxy_headers_ignored  # type: ignore[a
 
 @asynccontextmanager
 async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
-    """Migrate the database, then run the validation sweep for as long as the server runs."""
+    """Migrate the database, then run the validation sweep for as long as the server runs (unless workers apart
+    from the pages run it: LORA_SWEEP_IN_APP=false)."""
     runtime = get_runtime()
     if warning := public_url_mismatch(runtime.settings.public_base_url, int(st.get_option("server.port"))):
         logging.getLogger("lora_core.app").warning(warning)
-    start_sweep(runtime.engine, runtime.store, runtime.settings)
+    if runtime.settings.sweep_in_app:
+        start_sweep(runtime.engine, runtime.store, runtime.settings)
+    else:
+        logging.getLogger("lora_core.app").info("no sweep in this process (LORA_SWEEP_IN_APP=false): workers run it")
     try:
         yield {"runtime": runtime}
     finally:

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     upload_url_ttl_seconds: int = Field(default=3600, gt=0)
     download_url_ttl_seconds: int = Field(default=900, gt=0)
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    sweep_in_app: bool = Field(
+        default=True,
+        description="Run the validation sweep and housekeeping in the app's process too; false where "
+        "`python -m lora_core worker` processes do it apart from the pages.",
+    )
     deleted_retention_days: float = Field(
         default=30,
         ge=0,

@@ -505,7 +505,7 @@ def run_worker(settings: Settings, *, once: bool = False) -> int:
 
     With `once`, validates what is claimable now and returns how many; else sweeps every interval until stopped.
     """
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, serves_browsers=False)
     sweeper = Sweeper(runtime.engine, runtime.store, runtime.settings)
     if sweeper.limits.workers > 1:
         start_worker_server()

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from lora_core.settings import public_url_mismatch
+from lora_core.models import DatasetStatus
+from lora_core.runtime import build_runtime
+from lora_core.settings import Settings, public_url_mismatch
+from lora_core.sweep import run_worker
 from tests import app_server
+from tests.conftest import EQ12_PATH
+from tests.test_sweep import load, queue_dataset
 
 
 @pytest.mark.parametrize(
@@ -43,3 +49,23 @@ def test_the_running_app_logs_the_mismatch_at_start(tmp_path: Path) -> None:
         port = url.rsplit(":", 1)[1]
     log = next(data_dir.glob("server-*.log")).read_text()
     assert f"LORA_PUBLIC_BASE_URL is http://127.0.0.1:1, but the server listens on port {port}" in log
+
+
+@pytest.mark.slow
+def test_with_sweep_in_app_off_the_app_leaves_validation_to_the_workers(tmp_path: Path) -> None:
+    """LORA_SWEEP_IN_APP=false: a deployment whose workers validate apart from the pages (the README's worker)."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    env = {"LORA_SWEEP_IN_APP": "false", "LORA_SWEEP_INTERVAL_SECONDS": "0.2"}
+    with app_server.running_app(data_dir, **env) as url:
+        assert httpx.get(f"{url}/api/health", timeout=10).status_code == 200
+        settings = Settings(_env_file=None, data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'lora.db'}")
+        runtime = build_runtime(settings)
+        content = EQ12_PATH.read_bytes()
+        dataset_id = queue_dataset(runtime.engine, runtime.store, settings, content, format="brightrun_lora_v4")
+        time.sleep(2)  # ten sweep intervals
+        assert load(runtime.engine, dataset_id).status == DatasetStatus.VALIDATING
+        assert run_worker(settings, once=True) == 1
+        assert load(runtime.engine, dataset_id).status == DatasetStatus.READY
+    log = next(data_dir.glob("server-*.log")).read_text()
+    assert "no sweep in this process (LORA_SWEEP_IN_APP=false)" in log
