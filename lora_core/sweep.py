@@ -47,6 +47,11 @@ SWEEP_JOB_ID = "lora-validation-sweep"
 HOUSEKEEPING_JOB_ID = "lora-housekeeping"
 # Abandoned uploads are found within a minute of their grace period's end: plenty, for something hours old.
 HOUSEKEEPING_INTERVAL_SECONDS = 60.0
+# A dataset whose storage stayed unreachable through a claim's retries waits this long before its next claim, four
+# times as long after each further one (30 s, 2 min, 8 min, …, at most RETRY_PAUSE_MAX_SECONDS): with the default 3
+# claims, storage may be down for about 10 minutes before the dataset fails, not 100 s.
+RETRY_PAUSE_SECONDS = 30.0
+RETRY_PAUSE_MAX_SECONDS = 3600.0
 _datasets = Dataset.__table__  # Core statements: the claim and the result are single SQL statements.
 
 
@@ -317,14 +322,11 @@ class Sweeper:
             return self._finish(claim, values, notification)
 
     def _write_failure(self, claim: Claim, message: str) -> bool:
-        values = {
-            "status": DatasetStatus.ERROR.value,
-            "training_ready": False,
-            "validated_at": utcnow(),
-            "error_message": message,
-        }
+        """The dataset could not be validated (its file missing, storage down, an internal error): `error`, with no
+        `validated_at` and not "failed validation", since its lines were never checked."""
+        values = {"status": DatasetStatus.ERROR.value, "training_ready": False, "error_message": message}
         return self._finish(
-            claim, values, (NotificationKind.DATASET_FAILED, f"“{claim.name}” failed validation", message)
+            claim, values, (NotificationKind.DATASET_FAILED, f"“{claim.name}” could not be validated", message)
         )
 
     def _finish(self, claim: Claim, values: dict[str, Any], notification: tuple[NotificationKind, str, str]) -> bool:
@@ -353,8 +355,10 @@ class Sweeper:
         return True
 
     def _release(self, claim: Claim) -> None:
-        """Give the dataset back to the queue after a pause, for a later claim (counted in `attempts`)."""
-        retry_at = utcnow() + timedelta(seconds=max(30.0, self.settings.sweep_interval_seconds))
+        """Give the dataset back to the queue after a pause that grows with its claims (RETRY_PAUSE_SECONDS), for a
+        later claim (counted in `attempts`)."""
+        pause = min(RETRY_PAUSE_SECONDS * 4 ** min(claim.attempts - 1, 8), RETRY_PAUSE_MAX_SECONDS)
+        retry_at = utcnow() + timedelta(seconds=max(pause, self.settings.sweep_interval_seconds))
         with self.engine.begin() as connection:
             connection.execute(
                 sa.update(_datasets)

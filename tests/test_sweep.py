@@ -260,12 +260,20 @@ class TestRetriesAndLeases:
         assert dataset.lease_expires_at > utcnow() and dataset.attempts == 1
         assert down.reads == settings.storage_retries + 1
         assert sweeper.run_once() == 0  # paused before the next claim
+        pauses = [(dataset.lease_expires_at - utcnow()).total_seconds()]
         for _ in range(settings.sweep_max_attempts):
             _expire_lease(engine, dataset_id)
             sweeper.run_once()
-        dataset = load(engine, dataset_id)
+            dataset = load(engine, dataset_id)
+            if dataset.status == DatasetStatus.VALIDATING:
+                pauses.append((dataset.lease_expires_at - utcnow()).total_seconds())
+        # The pause grows (30 s, 2 min, 8 min): an outage of ~10 minutes, not ~100 s, fails the dataset.
+        assert [round(pause / 30) for pause in pauses] == [1, 4, 16]
         assert dataset.status == DatasetStatus.ERROR
         assert "interrupted" in dataset.error_message
+        assert dataset.validated_at is None  # its lines were never checked
+        [note] = notifications(engine, dataset_id)
+        assert note.title == "“set” could not be validated"  # not "failed validation": the file may be fine
 
     def test_the_lease_is_renewed_while_a_long_validation_runs(self, engine, store, settings):
         dataset_id = queue_dataset(engine, store, settings, GOOD_LINE * 10)  # 25 chunks of 64 bytes
