@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,6 +52,8 @@ HOUSEKEEPING_INTERVAL_SECONDS = 60.0
 # times as long after each further one (30 s, 2 min, 8 min, …, at most RETRY_PAUSE_MAX_SECONDS): with the default 3
 # claims, storage may be down for about 10 minutes before the dataset fails, not 100 s.
 RETRY_PAUSE_SECONDS = 30.0
+# How late a lease renewal may be (a busy database, a slow machine) before its process is taken for dead.
+LEASE_RENEWAL_SLACK_SECONDS = 30.0
 RETRY_PAUSE_MAX_SECONDS = 3600.0
 _datasets = Dataset.__table__  # Core statements: the claim and the result are single SQL statements.
 
@@ -96,6 +99,46 @@ class Claim:
     storage_path: str
     attempts: int
     file_size: int = 0  # as declared and confirmed at upload; for the log line of the outcome
+
+
+class Stage(StrEnum):
+    """Where a `validating` dataset is, as its lease fields tell (`validation_stage`)."""
+
+    QUEUED = "queued"  # no claim yet: waiting for a sweep
+    CHECKING = "checking"  # claimed, and its lease is being renewed: its lines are being checked
+    RETRY_WAIT = "retry_wait"  # put back after storage stayed unreachable; claimable again at `until`
+    STALLED = "stalled"  # claimed, but its lease has not been renewed: the process died; taken over at `until`
+
+
+@dataclass(frozen=True)
+class ValidationStage:
+    stage: Stage
+    until: datetime | None = None  # RETRY_WAIT, STALLED: when another claim can take it
+
+
+def validation_stage(dataset: Dataset, lease_seconds: float, now: datetime | None = None) -> ValidationStage:
+    """What the sweep is doing with a `validating` dataset, for the pages: checking it, or why not yet.
+
+    A live claim renews its lease every third of its length (`_holding_lease`); a lease left unrenewed well past
+    that belongs to a process that died (killed, out of memory), and the dataset waits for the lease to run out.
+    """
+    now = now or utcnow()
+    expires = _aware(dataset.lease_expires_at)
+    if dataset.lease_owner is None:
+        if expires is not None and expires > now:
+            return ValidationStage(Stage.RETRY_WAIT, expires)
+        return ValidationStage(Stage.QUEUED)
+    if expires is None or expires <= now:
+        return ValidationStage(Stage.QUEUED)  # claimable now: the next sweep takes it over
+    # Renewed last when the lease had its full length; a missed renewal leaves less than 2/3 of it, less slack.
+    if expires - now < timedelta(seconds=lease_seconds * 2 / 3 - LEASE_RENEWAL_SLACK_SECONDS):
+        return ValidationStage(Stage.STALLED, expires)
+    return ValidationStage(Stage.CHECKING)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """`moment` with its time zone: SQLite hands back naive datetimes, which are UTC here."""
+    return moment if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class LeaseLost(Exception):

@@ -163,6 +163,13 @@ def format_when(moment: datetime | None, now: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
+def format_clock(moment: datetime | None) -> str:
+    """The time of day, for moments minutes away ("14:05:30 UTC")."""
+    if moment is None:
+        return "—"
+    return as_utc(moment).astimezone(UTC).strftime("%H:%M:%S UTC")
+
+
 def format_timestamp(moment: datetime | None) -> str:
     if moment is None:
         return "—"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -15,7 +16,7 @@ from lora_core import service
 from lora_core.errors import NotFound, ServiceError
 from lora_core.models import Dataset, DatasetStatus
 from lora_core.settings import DATASET_FORMATS
-from lora_core.sweep import LISTS_DROPPED
+from lora_core.sweep import LISTS_DROPPED, Stage, validation_stage
 from lora_core.validation.codes import CODE_ADVICE
 from lora_core.validation.excerpts import Excerpt
 from lora_ui import charts
@@ -24,11 +25,13 @@ from lora_ui.components import (
     FORMAT_LABELS,
     PENDING_STATUSES,
     UPLOAD_PAGE,
+    as_utc,
     browser_url,
     confirm_delete_if_requested,
     escape_markdown,
     escape_markdown_block,
     escape_markdown_keeping_code,
+    format_clock,
     format_size,
     format_thousands,
     format_timestamp,
@@ -47,6 +50,8 @@ from lora_ui.navigation import require_navigation
 logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 2
+# Queued longer than this, a dataset's page says that no worker may be running (a sweep looks every few seconds).
+QUEUE_PATIENCE_SECONDS = 60
 LISTED_ISSUES_LIMIT = 100  # FORMAT.md: the report lists the first 100 line issues of each kind
 ISSUE_COLUMNS = ["line", "code", "field", "message", "suggestion"]
 NEAR_MARK = "▶"  # in the Near column, before the character an issue's column or byte names
@@ -119,10 +124,48 @@ def _pending_status(dataset: Dataset) -> None:
         )
         st.page_link(UPLOAD_PAGE, label="Upload again", icon=":material/upload:")
     else:
+        _validating_status(dataset)
+
+
+def _validating_status(dataset: Dataset) -> None:
+    """Checking, or why not yet: queued (for long: no worker may be running), storage down, or its worker died."""
+    settings = runtime().settings
+    now = datetime.now(UTC)
+    progress = validation_stage(dataset, settings.sweep_lease_seconds, now)
+    if progress.stage == Stage.CHECKING:
         st.info(
             "**Validating…** Every line is being checked; statistics appear here when it is done. "
             "This page updates by itself.",
             icon=":material/hourglass_top:",
+        )
+    elif progress.stage == Stage.RETRY_WAIT:
+        if dataset.attempts < settings.sweep_max_attempts:
+            then = f"it is tried again at {format_clock(progress.until)} (try {dataset.attempts + 1} of "
+            then += f"{settings.sweep_max_attempts})"
+        else:
+            then = f"after {dataset.attempts} tries, it stops waiting at {format_clock(progress.until)}: then "
+            then += "Revalidate it once storage is back"
+        st.warning(
+            f"**Storage was unreachable** when its validation started; {then}. This page updates by itself.",
+            icon=":material/cloud_off:",
+        )
+    elif progress.stage == Stage.STALLED:
+        st.warning(
+            "**The worker checking this dataset stopped** before it finished. Another one takes it over by "
+            f"{format_clock(progress.until)}; this page updates by itself.",
+            icon=":material/sync_problem:",
+        )
+    elif now - as_utc(dataset.updated_at) < timedelta(seconds=QUEUE_PATIENCE_SECONDS):
+        st.info(
+            "**Queued for validation.** A worker starts checking it in a moment; this page updates by itself.",
+            icon=":material/hourglass_top:",
+        )
+    else:
+        st.warning(
+            f"**Still waiting for a validation worker**: queued {format_when(dataset.updated_at, now)}. Other "
+            "datasets may be ahead of it; if this lasts, no worker is running, and an administrator should check "
+            "that the app's sweep or `python -m lora_core worker` runs.",
+            icon=":material/schedule:",
         )
 
 

@@ -8,6 +8,7 @@ from streamlit.errors import StreamlitAPIException
 from lora_core import service
 from lora_core.errors import ServiceError
 from lora_core.models import Dataset, DatasetStatus
+from lora_core.sweep import Stage, validation_stage
 from lora_ui.components import (
     DETAIL_PAGE,
     FORMAT_LABELS,
@@ -29,6 +30,12 @@ from lora_ui.identity import current_user_id, runtime
 from lora_ui.navigation import require_navigation
 
 PAGE_SIZE = 10
+VALIDATING_CAPTIONS = {
+    Stage.QUEUED: "Queued for validation",
+    Stage.CHECKING: "Checking every line…",
+    Stage.RETRY_WAIT: "Storage unreachable: will retry",
+    Stage.STALLED: "Worker stopped: will resume",
+}
 REFRESH_SECONDS = 2
 STATUS_FILTERS: dict[str, str | None] = {
     "All": None,
@@ -114,11 +121,13 @@ def _render_row(dataset: Dataset) -> None:
                 )
             elif dataset.status == DatasetStatus.ERROR:
                 errors = dataset.error_count
-                st.caption(f"{errors:,} error{'s' if errors != 1 else ''}" if errors else "Failed")
+                # No errors counted: it was never checked (its upload or its validation could not finish).
+                st.caption(f"{errors:,} error{'s' if errors != 1 else ''}" if errors else "Not validated")
             elif dataset.status == DatasetStatus.UPLOADING:
                 st.caption("Upload not finished")
             else:
-                st.caption("Checking every line…")
+                stage = validation_stage(dataset, runtime().settings.sweep_lease_seconds).stage
+                st.caption(VALIDATING_CAPTIONS[stage])
         with size_col:
             st.markdown(format_size(dataset.file_size))
             st.caption(format_when(dataset.created_at))

@@ -716,10 +716,58 @@ def test_an_upload_housekeeping_expired_shows_why_on_its_page_and_in_the_list(rt
 
 
 def test_validating_dataset_shows_live_status(rt: Runtime) -> None:
-    dataset = seed(rt, "In progress", DatasetStatus.VALIDATING)
+    lease = {"lease_owner": "host:1:abc", "lease_expires_at": utcnow() + timedelta(seconds=590)}
+    dataset = seed(rt, "In progress", DatasetStatus.VALIDATING, **lease)
     at = open_page("pages/dataset.py", {"id": str(dataset.id)})
     assert "Validating…" in texts(at)
     assert not at.metric
+    at = open_page("pages/datasets.py")
+    assert "Checking every line…" in texts(at)
+
+
+@pytest.mark.parametrize(
+    ("fields", "age_minutes", "page_says", "list_says"),
+    [
+        ({}, 0, "Queued for validation.", "Queued for validation"),
+        ({}, 5, "Still waiting for a validation worker**: queued 5 min ago", "Queued for validation"),
+        (
+            {"lease_expires_at": 40, "attempts": 1},
+            1,
+            "Storage was unreachable** when its validation started; it is tried again at",
+            "Storage unreachable: will retry",
+        ),
+        (
+            {"lease_expires_at": 400, "attempts": 3},
+            12,
+            "after 3 tries, it stops waiting at",
+            "Storage unreachable: will retry",
+        ),
+        (
+            {"lease_owner": "host:1:abc", "lease_expires_at": 200, "attempts": 1},
+            8,
+            "The worker checking this dataset stopped** before it finished. Another one takes it over by",
+            "Worker stopped: will resume",
+        ),
+    ],
+    ids=["queued", "queued-long", "retry-wait", "last-retry-wait", "stalled"],
+)
+def test_a_dataset_not_being_checked_says_why(
+    rt: Runtime, fields: dict[str, Any], age_minutes: int, page_says: str, list_says: str
+) -> None:
+    """The page says "every line is being checked" only while a worker checks it: queued, waiting out a storage
+    outage, or left by a worker that died, it says so (and, queued for long, that no worker may be running)."""
+    if "lease_expires_at" in fields:
+        fields = {**fields, "lease_expires_at": utcnow() + timedelta(seconds=fields["lease_expires_at"])}
+    dataset = seed(rt, "Waiting", DatasetStatus.VALIDATING, age_minutes=age_minutes, **fields)
+    at = open_page("pages/dataset.py", {"id": str(dataset.id)})
+    assert page_says in texts(at) and "Validating…" not in texts(at)
+    at = open_page("pages/datasets.py")
+    assert list_says in texts(at)
+
+
+def test_a_dataset_that_could_not_be_validated_is_listed_as_not_validated(rt: Runtime) -> None:
+    seed(rt, "Interrupted", DatasetStatus.ERROR, error_message="Validation was interrupted 3 times …")
+    assert "Not validated" in texts(open_page("pages/datasets.py"))
 
 
 @pytest.mark.parametrize("dataset_id", ["", "not-a-uuid", "'; DROP TABLE datasets; --", str(uuid.uuid4())])
@@ -803,7 +851,7 @@ def test_revalidate_queues_the_dataset_again(rt: Runtime) -> None:
     rt.store.put_stream(dataset.storage_path, iter([b'{"a": 1}\n']), max_bytes=1000)
     at = open_page("pages/dataset.py", {"id": str(dataset.id)})
     at.button(key="revalidate").click().run()
-    assert "Validating…" in texts(at)
+    assert "Queued for validation." in texts(at)  # no sweep runs here: it waits for one
     with rt.session() as session:
         assert service.get_dataset(session, ALICE, dataset.id).status == DatasetStatus.VALIDATING
 

@@ -26,7 +26,7 @@ from lora_core import sweep as sweep_module
 from lora_core.models import Dataset, DatasetStatus, Notification, NotificationKind, utcnow
 from lora_core.settings import Settings
 from lora_core.storage import LocalStore, ObjectInfo, ObjectStore, S3Store, TransientStorageError
-from lora_core.sweep import Sweeper, run_worker
+from lora_core.sweep import Stage, Sweeper, ValidationStage, run_worker, validation_stage
 from lora_core.validation import validate_stream
 from lora_core.validation import validator as validator_module
 from tests.conftest import EQ12_PATH
@@ -395,6 +395,36 @@ class TestOutcomeLog:
         Sweeper(engine, FlakyStore(store, failures=10**6), settings, sleep=lambda _s: None).run_once()
         [line] = self.outcome_lines(caplog, dataset_id)
         assert "put back in the queue: storage stayed unreachable after " in line and "MB/s" not in line
+
+
+class TestValidationStage:
+    """What the pages say of a validating dataset, read from its lease fields (sweep.validation_stage)."""
+
+    def stage(self, engine: Engine, dataset_id: uuid.UUID, lease_seconds: float, **later: float) -> ValidationStage:
+        now = utcnow() + timedelta(**later)
+        return validation_stage(load(engine, dataset_id), lease_seconds, now)
+
+    def test_a_confirmed_dataset_is_queued_then_checked_then_done(self, engine, store, settings):
+        dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
+        assert self.stage(engine, dataset_id, 600) == ValidationStage(Stage.QUEUED)
+        sweeper = Sweeper(engine, store, settings.model_copy(update={"sweep_lease_seconds": 600}))
+        claim = sweeper.claim_next()
+        assert claim is not None
+        assert self.stage(engine, dataset_id, 600) == ValidationStage(Stage.CHECKING)
+        assert self.stage(engine, dataset_id, 600, seconds=150) == ValidationStage(Stage.CHECKING)  # renewal due
+        # Not renewed well past its time (every 200 s): the process that held it died.
+        expires = load(engine, dataset_id).lease_expires_at
+        stalled = self.stage(engine, dataset_id, 600, seconds=240)
+        assert stalled.stage == Stage.STALLED and stalled.until == expires.replace(tzinfo=stalled.until.tzinfo)
+        # Once the lease has run out, the next sweep takes it over.
+        assert self.stage(engine, dataset_id, 600, seconds=601) == ValidationStage(Stage.QUEUED)
+
+    def test_a_dataset_put_back_after_storage_trouble_waits_for_its_retry(self, engine, store, settings):
+        dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
+        Sweeper(engine, FlakyStore(store, failures=10**6), settings, sleep=lambda _s: None).run_once()
+        waiting = self.stage(engine, dataset_id, settings.sweep_lease_seconds)
+        assert waiting.stage == Stage.RETRY_WAIT and waiting.until is not None
+        assert self.stage(engine, dataset_id, settings.sweep_lease_seconds, seconds=31).stage == Stage.QUEUED
 
 
 def _expire_lease(engine: Engine, dataset_id: uuid.UUID) -> None:
