@@ -505,18 +505,23 @@ def test_s3_ensure_bucket_is_idempotent(moto_endpoint: str) -> None:
     store.check()
 
 
-def test_make_store_s3_creates_bucket(moto_endpoint: str, tmp_path: Path) -> None:
-    bucket = f"test-{uuid.uuid4().hex[:16]}"
-    settings = Settings(
+def s3_settings(endpoint: str, bucket: str, tmp_path: Path, **values: Any) -> Settings:
+    """Settings of an S3 store at `endpoint` that creates `bucket` at start."""
+    return Settings(
         _env_file=None,
         data_dir=tmp_path,
         storage="s3",
         s3_bucket=bucket,
-        s3_endpoint_url=moto_endpoint,
+        s3_endpoint_url=endpoint,
         s3_create_bucket=True,
+        **values,
     )
 
-    store = make_store(settings)
+
+def test_make_store_s3_creates_bucket(moto_endpoint: str, tmp_path: Path) -> None:
+    bucket = f"test-{uuid.uuid4().hex[:16]}"
+
+    store = make_store(s3_settings(moto_endpoint, bucket, tmp_path))
 
     assert isinstance(store, S3Store) and store.bucket == bucket
     store.check()
@@ -527,18 +532,6 @@ def test_make_store_s3_creates_bucket(moto_endpoint: str, tmp_path: Path) -> Non
 
 
 OPS_RULE = {"AllowedOrigins": ["https://notebooks.example.com"], "AllowedMethods": ["GET"], "MaxAgeSeconds": 60}
-
-
-def s3_settings(endpoint: str, bucket: str, tmp_path: Path, **values: Any) -> Settings:
-    return Settings(
-        _env_file=None,
-        data_dir=tmp_path,
-        storage="s3",
-        s3_bucket=bucket,
-        s3_endpoint_url=endpoint,
-        s3_create_bucket=True,
-        **values,
-    )
 
 
 def test_an_existing_buckets_cors_rules_are_kept_and_the_apps_origin_added(moto_endpoint: str, tmp_path: Path) -> None:
