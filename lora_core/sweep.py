@@ -48,10 +48,10 @@ SWEEP_JOB_ID = "lora-validation-sweep"
 HOUSEKEEPING_JOB_ID = "lora-housekeeping"
 # Abandoned uploads are found within a minute of their grace period's end: plenty, for something hours old.
 HOUSEKEEPING_INTERVAL_SECONDS = 60.0
-# A dataset whose storage stayed unreachable through a claim's retries waits this long before its next claim, four
-# times as long after each further one (30 s, 2 min, 8 min, …, at most RETRY_PAUSE_MAX_SECONDS): with the default 3
-# claims, storage may be down for about 10 minutes before the dataset fails, not 100 s.
-RETRY_PAUSE_SECONDS = 30.0
+# A dataset whose storage stayed unreachable through a claim's retries waits this long before its next claim, eight
+# times as long after each further one (1 min, 8 min, …, at most RETRY_PAUSE_MAX_SECONDS): with the default 3
+# claims, storage may be down for about 9 minutes before the dataset fails (at its last claim), not 100 s.
+RETRY_PAUSE_SECONDS = 60.0
 # How late a lease renewal may be (a busy database, a slow machine) before its process is taken for dead.
 LEASE_RENEWAL_SLACK_SECONDS = 30.0
 RETRY_PAUSE_MAX_SECONDS = 3600.0
@@ -281,8 +281,16 @@ class Sweeper:
             if self._write_failure(claim, "The file is missing from storage. Upload it again as a new dataset."):
                 _log_outcome(claim, "error: the file is missing from storage", started)
         except _Retry:
-            self._release(claim)
-            _log_outcome(claim, "put back in the queue: storage stayed unreachable", started)
+            if claim.attempts >= self.settings.sweep_max_attempts:  # the next claim would give up without a try
+                if self._write_failure(
+                    claim,
+                    f"Storage stayed unreachable through {claim.attempts} tries over several minutes, so the file "
+                    "could not be read. Revalidate once storage is back.",
+                ):
+                    _log_outcome(claim, "error: storage stayed unreachable", started)
+            else:
+                self._release(claim)
+                _log_outcome(claim, "put back in the queue: storage stayed unreachable", started)
         except LeaseLost:
             log.warning("lease on dataset %s was lost; another sweeper owns it now", claim.dataset_id)
         except Exception:
@@ -298,9 +306,11 @@ class Sweeper:
 
     def _validate_with_retries(self, claim: Claim) -> ValidationReport:
         delay = 0.5
-        for attempt in range(self.settings.storage_retries + 1):
-            try:
-                with self._holding_lease(claim):
+        # The lease is renewed through the tries and the pauses between them: a claim that retries storage is alive,
+        # and validation_stage tells a dead claim by a lease left unrenewed.
+        with self._holding_lease(claim):
+            for attempt in range(self.settings.storage_retries + 1):
+                try:
                     # Worker processes read their spans of a local file, or of a large S3 object's download
                     # spooled to the data folder, themselves. Both refuse a file over the limit unread.
                     path = self.store.local_path(claim.storage_path)
@@ -313,11 +323,11 @@ class Sweeper:
                     # validate_download closes the stream, in the thread that reads it.
                     spool_dir = self.settings.data_dir / "spool"
                     return validate_download(stream.chunks, stream.size, spool_dir, claim.format, self.limits)
-            except (TransientStorageError, SourceChanged) as error:  # SourceChanged: the object changed meanwhile
-                log.warning("storage error on dataset %s (try %d): %s", claim.dataset_id, attempt + 1, error)
-                if attempt < self.settings.storage_retries:
-                    self._sleep(delay)
-                    delay = min(delay * 2, 30.0)
+                except (TransientStorageError, SourceChanged) as error:  # SourceChanged: the object changed
+                    log.warning("storage error on dataset %s (try %d): %s", claim.dataset_id, attempt + 1, error)
+                    if attempt < self.settings.storage_retries:
+                        self._sleep(delay)
+                        delay = min(delay * 2, 30.0)
         raise _Retry()
 
     # -- results ----------------------------------------------------------------------------------------------
@@ -400,7 +410,7 @@ class Sweeper:
     def _release(self, claim: Claim) -> None:
         """Give the dataset back to the queue after a pause that grows with its claims (RETRY_PAUSE_SECONDS), for a
         later claim (counted in `attempts`)."""
-        pause = min(RETRY_PAUSE_SECONDS * 4 ** min(claim.attempts - 1, 8), RETRY_PAUSE_MAX_SECONDS)
+        pause = min(RETRY_PAUSE_SECONDS * 8 ** min(claim.attempts - 1, 8), RETRY_PAUSE_MAX_SECONDS)
         retry_at = utcnow() + timedelta(seconds=max(pause, self.settings.sweep_interval_seconds))
         with self.engine.begin() as connection:
             connection.execute(

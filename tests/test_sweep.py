@@ -261,19 +261,45 @@ class TestRetriesAndLeases:
         assert down.reads == settings.storage_retries + 1
         assert sweeper.run_once() == 0  # paused before the next claim
         pauses = [(dataset.lease_expires_at - utcnow()).total_seconds()]
-        for _ in range(settings.sweep_max_attempts):
+        for _ in range(settings.sweep_max_attempts - 1):
             _expire_lease(engine, dataset_id)
             sweeper.run_once()
             dataset = load(engine, dataset_id)
             if dataset.status == DatasetStatus.VALIDATING:
                 pauses.append((dataset.lease_expires_at - utcnow()).total_seconds())
-        # The pause grows (30 s, 2 min, 8 min): an outage of ~10 minutes, not ~100 s, fails the dataset.
-        assert [round(pause / 30) for pause in pauses] == [1, 4, 16]
-        assert dataset.status == DatasetStatus.ERROR
-        assert "interrupted" in dataset.error_message
+        # The pause grows (1 min, 8 min), and the last claim, having tried storage, gives up at once: an outage of
+        # ~9 minutes, not ~100 s, fails the dataset, and no wait ends in a failure decided before it.
+        assert settings.sweep_max_attempts == 3 and [round(pause / 60) for pause in pauses] == [1, 8]
+        assert dataset.status == DatasetStatus.ERROR and dataset.attempts == settings.sweep_max_attempts
+        assert down.reads == settings.sweep_max_attempts * (settings.storage_retries + 1)
+        assert "Storage stayed unreachable through 3 tries" in dataset.error_message
         assert dataset.validated_at is None  # its lines were never checked
         [note] = notifications(engine, dataset_id)
         assert note.title == "“set” could not be validated"  # not "failed validation": the file may be fine
+
+    def test_storage_back_before_the_last_claim_validates_the_dataset(self, engine, store, settings):
+        dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
+        tries = settings.storage_retries + 1
+        flaky = FlakyStore(store, failures=(settings.sweep_max_attempts - 1) * tries)  # back for the last claim
+        sweeper = Sweeper(engine, flaky, settings, sleep=lambda _s: None)
+        for _ in range(settings.sweep_max_attempts):
+            sweeper.run_once()
+            _expire_lease(engine, dataset_id)
+        assert load(engine, dataset_id).status == DatasetStatus.READY
+
+    def test_a_claim_retrying_storage_keeps_its_lease_alive(self, engine, store, settings):
+        """The lease is renewed through the retries and their pauses: a worker retrying storage is not shown as
+        a dead one (sweep.validation_stage)."""
+        dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
+        short = settings.model_copy(update={"sweep_lease_seconds": 0.6, "storage_retries": 2})
+        claimed = []
+
+        def pause(seconds: float) -> None:
+            time.sleep(0.5)  # longer than a renewal period (0.2 s)
+            claimed.append(load(engine, dataset_id).lease_expires_at)
+
+        Sweeper(engine, FlakyStore(store, failures=10**6), short, sleep=pause).run_once()
+        assert len(claimed) == 2 and claimed[1] > claimed[0]  # renewed between the tries
 
     def test_the_lease_is_renewed_while_a_long_validation_runs(self, engine, store, settings):
         dataset_id = queue_dataset(engine, store, settings, GOOD_LINE * 10)  # 25 chunks of 64 bytes
@@ -424,7 +450,7 @@ class TestValidationStage:
         Sweeper(engine, FlakyStore(store, failures=10**6), settings, sleep=lambda _s: None).run_once()
         waiting = self.stage(engine, dataset_id, settings.sweep_lease_seconds)
         assert waiting.stage == Stage.RETRY_WAIT and waiting.until is not None
-        assert self.stage(engine, dataset_id, settings.sweep_lease_seconds, seconds=31).stage == Stage.QUEUED
+        assert self.stage(engine, dataset_id, settings.sweep_lease_seconds, seconds=61).stage == Stage.QUEUED
 
 
 def _expire_lease(engine: Engine, dataset_id: uuid.UUID) -> None:
