@@ -12,6 +12,7 @@ import abc
 import base64
 import binascii
 import contextlib
+import fnmatch
 import hashlib
 import hmac
 import http.client
@@ -639,18 +640,12 @@ class S3Store(ObjectStore):
             return
         with _s3_errors():
             try:
-                rules = self.client.get_bucket_cors(Bucket=self.bucket)["CORSRules"]
+                rules = self.client.get_bucket_cors(Bucket=self.bucket).get("CORSRules", [])  # MinIO: may be none
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "NoSuchCORSConfiguration":
                     raise
                 rules = []
-            allowed = {
-                origin
-                for rule in rules
-                if "PUT" in rule.get("AllowedMethods", ())
-                for origin in rule.get("AllowedOrigins", ())
-            }
-            missing = [origin for origin in origins if origin not in allowed and "*" not in allowed]
+            missing = [origin for origin in origins if not any(_allows_upload(rule, origin) for rule in rules)]
             if not missing:
                 return
             rule = {
@@ -801,6 +796,17 @@ class S3Store(ObjectStore):
                 self.client.head_bucket(Bucket=self.bucket)
         except ObjectNotFound:
             raise StorageError("The storage bucket does not exist.") from None
+
+
+def _allows_upload(rule: dict[str, Any], origin: str) -> bool:
+    """Whether a bucket CORS rule lets a page on `origin` PUT a file as the Upload page does: the method, the
+    origin (S3 allows one `*` wildcard in it) and the Content-Type header the browser sends."""
+    headers = {header.lower() for header in rule.get("AllowedHeaders", ())}
+    return (
+        "PUT" in rule.get("AllowedMethods", ())
+        and ("*" in headers or "content-type" in headers)
+        and any(fnmatch.fnmatchcase(origin, allowed) for allowed in rule.get("AllowedOrigins", ()))
+    )
 
 
 def make_store(settings: Settings, *, serves_browsers: bool = True) -> ObjectStore:

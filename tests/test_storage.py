@@ -36,6 +36,7 @@ from lora_core.storage import (
     S3Store,
     StorageError,
     TransientStorageError,
+    _allows_upload,
     _translate_s3_error,
     check_key,
     content_disposition,
@@ -549,6 +550,35 @@ def test_an_existing_buckets_cors_rules_are_kept_and_the_apps_origin_added(moto_
     rules = store.client.get_bucket_cors(Bucket=bucket)["CORSRules"]
     assert rules[:2] == [OPS_RULE, app_rule]
     assert rules[2]["AllowedOrigins"] == ["https://lora.example.com"] and "PUT" in rules[2]["AllowedMethods"]
+
+
+def test_a_rule_that_would_fail_the_uploads_preflight_does_not_count(moto_endpoint: str, tmp_path: Path) -> None:
+    """The Upload page's PUT sends Content-Type: a rule for the origin and PUT without that header fails the
+    browser's preflight, so the app's rule is added beside it."""
+    bucket = f"test-{uuid.uuid4().hex[:16]}"
+    origin = "http://127.0.0.1:8531"
+    store = make_store(s3_settings(moto_endpoint, bucket, tmp_path, public_base_url=origin))
+    assert isinstance(store, S3Store)
+    headerless = {"AllowedOrigins": [origin], "AllowedMethods": ["PUT"]}
+    store.client.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [headerless]})
+    make_store(s3_settings(moto_endpoint, bucket, tmp_path, public_base_url=origin))
+    rules = store.client.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    assert rules[0] == headerless and rules[1]["AllowedOrigins"] == [origin] and rules[1]["AllowedHeaders"] == ["*"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "allows"),
+    [
+        ({"AllowedOrigins": ["https://lora.example.com"], "AllowedMethods": ["PUT"], "AllowedHeaders": ["*"]}, True),
+        ({"AllowedOrigins": ["https://*.example.com"], "AllowedMethods": ["PUT"], "AllowedHeaders": ["*"]}, True),
+        ({"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "PUT"], "AllowedHeaders": ["Content-Type"]}, True),
+        ({"AllowedOrigins": ["https://lora.example.com"], "AllowedMethods": ["PUT"]}, False),  # no header
+        ({"AllowedOrigins": ["https://lora.example.com"], "AllowedMethods": ["GET"], "AllowedHeaders": ["*"]}, False),
+        ({"AllowedOrigins": ["https://other.example.org"], "AllowedMethods": ["PUT"], "AllowedHeaders": ["*"]}, False),
+    ],
+)
+def test_which_cors_rules_let_the_upload_page_put(rule: dict[str, Any], allows: bool) -> None:
+    assert _allows_upload(rule, "https://lora.example.com") is allows
 
 
 def test_a_worker_creates_the_bucket_but_leaves_its_cors_rules_alone(moto_endpoint: str, tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def json_type(value: Any) -> str:
         return "an integer"
     if isinstance(value, float):
         if math.isinf(value):  # 1e400, read by the standard library
-            return "a number too large to represent"
+            return "a number too large to represent" if value > 0 else "a negative number too large to represent"
         # 2.0 and 1e300 are whole, but a JSON integer is written without a point or an exponent.
         if value.is_integer():
             return "a number written with a decimal point or exponent"
@@ -114,11 +114,19 @@ class RecordRules:
         # `counted(code)` counts an issue without its words when the report can list no more of its kind (True):
         # for the warnings a whole export repeats on every line, whose messages would be formatted for nothing.
         self.counted = counted
-        # The raw line being checked, for `exact_number`; the validator sets it before each record.
-        self.line_bytes = b""
-        # The line `exact_number` parsed last (the very object of `line_bytes` then), and what it gave.
-        self._exact_of: bytes | None = None
+        self._line_bytes = b""
+        # What `exact_number` parsed of the current line, if it had to (up to the line limit, as Python objects).
         self._exact_line: Any = None
+
+    @property
+    def line_bytes(self) -> bytes:
+        """The raw line being checked, for `exact_number`; the validator sets it before each record."""
+        return self._line_bytes
+
+    @line_bytes.setter
+    def line_bytes(self, line: bytes) -> None:
+        self._line_bytes = line
+        self._exact_line = None  # the last line's parse is let go, not kept for the rest of the file
 
     # -- shared helpers ------------------------------------------------------------------------------------------
 
@@ -131,9 +139,8 @@ class RecordRules:
         if not (value.is_integer() and abs(value) >= 2**63):
             return value
         # Parsed once per line: a line of thousands of such weights was parsed again for each (quadratic).
-        if self._exact_of is not self.line_bytes:
-            self._exact_line = json.loads(self.line_bytes)
-            self._exact_of = self.line_bytes
+        if self._exact_line is None:
+            self._exact_line = json.loads(self._line_bytes)
         exact: Any = self._exact_line
         for key in path:
             exact = exact[key]

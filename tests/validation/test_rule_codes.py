@@ -1347,6 +1347,7 @@ class TestJsonDetails:
         ("written", "said"),
         [
             ("1e400", "a number too large to represent"),
+            ("-1e400", "a negative number too large to represent"),
             ("1e300", "a number written with a decimal point or exponent"),
             ("2.0", "a number written with a decimal point or exponent"),
             ("2.5", "a number with a fraction"),
