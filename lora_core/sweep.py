@@ -114,6 +114,7 @@ class Stage(StrEnum):
 class ValidationStage:
     stage: Stage
     until: datetime | None = None  # RETRY_WAIT, STALLED: when another claim can take it
+    since: datetime | None = None  # QUEUED: since when it could be claimed (queued, or its last lease ended)
 
 
 def validation_stage(dataset: Dataset, lease_seconds: float, now: datetime | None = None) -> ValidationStage:
@@ -124,12 +125,15 @@ def validation_stage(dataset: Dataset, lease_seconds: float, now: datetime | Non
     """
     now = now or utcnow()
     expires = _aware(dataset.lease_expires_at)
+    queued = _aware(dataset.updated_at)
+    if expires is not None and queued is not None:
+        queued = max(queued, expires)
     if dataset.lease_owner is None:
         if expires is not None and expires > now:
             return ValidationStage(Stage.RETRY_WAIT, expires)
-        return ValidationStage(Stage.QUEUED)
+        return ValidationStage(Stage.QUEUED, since=queued)
     if expires is None or expires <= now:
-        return ValidationStage(Stage.QUEUED)  # claimable now: the next sweep takes it over
+        return ValidationStage(Stage.QUEUED, since=queued)  # claimable now: the next sweep takes it over
     # Renewed last when the lease had its full length; a missed renewal leaves less than 2/3 of it, less slack.
     if expires - now < timedelta(seconds=lease_seconds * 2 / 3 - LEASE_RENEWAL_SLACK_SECONDS):
         return ValidationStage(Stage.STALLED, expires)

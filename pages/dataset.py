@@ -25,7 +25,6 @@ from lora_ui.components import (
     FORMAT_LABELS,
     PENDING_STATUSES,
     UPLOAD_PAGE,
-    as_utc,
     browser_url,
     confirm_delete_if_requested,
     escape_markdown,
@@ -155,14 +154,14 @@ def _validating_status(dataset: Dataset) -> None:
             f"{format_clock(progress.until)}; this page updates by itself.",
             icon=":material/sync_problem:",
         )
-    elif now - as_utc(dataset.updated_at) < timedelta(seconds=QUEUE_PATIENCE_SECONDS):
+    elif progress.since is None or now - progress.since < timedelta(seconds=QUEUE_PATIENCE_SECONDS):
         st.info(
             "**Queued for validation.** A worker starts checking it in a moment; this page updates by itself.",
             icon=":material/hourglass_top:",
         )
     else:
         st.warning(
-            f"**Still waiting for a validation worker**: queued {format_when(dataset.updated_at, now)}. Other "
+            f"**Still waiting for a validation worker**: queued {format_when(progress.since, now)}. Other "
             "datasets may be ahead of it; if this lasts, no worker is running, and an administrator should check "
             "that the app's sweep or `python -m lora_core worker` runs.",
             icon=":material/schedule:",

@@ -432,7 +432,9 @@ class TestValidationStage:
 
     def test_a_confirmed_dataset_is_queued_then_checked_then_done(self, engine, store, settings):
         dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
-        assert self.stage(engine, dataset_id, 600) == ValidationStage(Stage.QUEUED)
+        queued = self.stage(engine, dataset_id, 600)
+        assert queued.stage == Stage.QUEUED and queued.since is not None
+        assert abs((utcnow() - queued.since).total_seconds()) < 60  # queued when confirmed, just now
         sweeper = Sweeper(engine, store, settings.model_copy(update={"sweep_lease_seconds": 600}))
         claim = sweeper.claim_next()
         assert claim is not None
@@ -442,8 +444,9 @@ class TestValidationStage:
         expires = load(engine, dataset_id).lease_expires_at
         stalled = self.stage(engine, dataset_id, 600, seconds=240)
         assert stalled.stage == Stage.STALLED and stalled.until == expires.replace(tzinfo=stalled.until.tzinfo)
-        # Once the lease has run out, the next sweep takes it over.
-        assert self.stage(engine, dataset_id, 600, seconds=601) == ValidationStage(Stage.QUEUED)
+        # Once the lease has run out, the next sweep takes it over: queued since then, not since its upload.
+        requeued = self.stage(engine, dataset_id, 600, seconds=601)
+        assert requeued.stage == Stage.QUEUED and requeued.since == stalled.until
 
     def test_a_dataset_put_back_after_storage_trouble_waits_for_its_retry(self, engine, store, settings):
         dataset_id = queue_dataset(engine, store, settings, GOOD_LINE)
