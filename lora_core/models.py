@@ -28,6 +28,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """`moment` with its time zone: SQLite hands back naive datetimes, which are UTC here."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def name_key(name: str) -> str:
     """What two names that mean the same share: composed Unicode, case folded ("Straße" and "STRASSE" alike), no
     surrounding spaces. Neither database folds case like this (SQLite folds ASCII letters only), so it is stored."""

@@ -29,7 +29,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from lora_core.db import value_refused
 from lora_core.housekeeping import expire_abandoned_uploads, purge_deleted_files
-from lora_core.models import STATISTIC_COLUMNS, Dataset, DatasetStatus, NotificationKind, notify_owner, utcnow
+from lora_core.models import (
+    STATISTIC_COLUMNS,
+    Dataset,
+    DatasetStatus,
+    NotificationKind,
+    as_utc,
+    notify_owner,
+    utcnow,
+)
 from lora_core.runtime import build_runtime
 from lora_core.settings import Settings
 from lora_core.storage import ObjectNotFound, ObjectStore, TransientStorageError
@@ -52,9 +60,9 @@ HOUSEKEEPING_INTERVAL_SECONDS = 60.0
 # times as long after each further one (1 min, 8 min, …, at most RETRY_PAUSE_MAX_SECONDS): with the default 3
 # claims, storage may be down for about 9 minutes before the dataset fails (at its last claim), not 100 s.
 RETRY_PAUSE_SECONDS = 60.0
+RETRY_PAUSE_MAX_SECONDS = 3600.0
 # How late a lease renewal may be (a busy database, a slow machine) before its process is taken for dead.
 LEASE_RENEWAL_SLACK_SECONDS = 30.0
-RETRY_PAUSE_MAX_SECONDS = 3600.0
 _datasets = Dataset.__table__  # Core statements: the claim and the result are single SQL statements.
 
 
@@ -124,9 +132,9 @@ def validation_stage(dataset: Dataset, lease_seconds: float, now: datetime | Non
     that belongs to a process that died (killed, out of memory), and the dataset waits for the lease to run out.
     """
     now = now or utcnow()
-    expires = _aware(dataset.lease_expires_at)
-    queued = _aware(dataset.updated_at)
-    if expires is not None and queued is not None:
+    expires = as_utc(dataset.lease_expires_at) if dataset.lease_expires_at is not None else None
+    queued = as_utc(dataset.updated_at)
+    if expires is not None:
         queued = max(queued, expires)
     if dataset.lease_owner is None:
         if expires is not None and expires > now:
@@ -138,11 +146,6 @@ def validation_stage(dataset: Dataset, lease_seconds: float, now: datetime | Non
     if expires - now < timedelta(seconds=lease_seconds * 2 / 3 - LEASE_RENEWAL_SLACK_SECONDS):
         return ValidationStage(Stage.STALLED, expires)
     return ValidationStage(Stage.CHECKING)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """`moment` with its time zone: SQLite hands back naive datetimes, which are UTC here."""
-    return moment if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class LeaseLost(Exception):

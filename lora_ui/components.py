@@ -16,7 +16,7 @@ import streamlit as st
 
 from lora_core import service
 from lora_core.errors import ServiceError
-from lora_core.models import Dataset, DatasetStatus
+from lora_core.models import Dataset, DatasetStatus, as_utc
 from lora_ui.identity import runtime
 
 DETAIL_PAGE = "pages/dataset.py"
@@ -136,11 +136,6 @@ def format_thousands(value: int | None) -> str:
         if unit == "B" or float(text.replace(",", "")) < 1000:  # 999,950 would read 1,000.0K: it is 1.00M
             return f"{text}{unit}"
     raise AssertionError("unreachable: the last unit returns")
-
-
-def as_utc(moment: datetime) -> datetime:
-    """`moment` with its time zone: SQLite hands back naive datetimes, which are UTC here."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def format_when(moment: datetime | None, now: datetime | None = None) -> str:

@@ -7,8 +7,8 @@ from datetime import datetime
 import streamlit as st
 
 from lora_core import service
-from lora_core.models import NotificationKind
-from lora_ui.components import NOTIFICATIONS_PAGE, as_utc, escape_markdown
+from lora_core.models import NotificationKind, as_utc
+from lora_ui.components import NOTIFICATIONS_PAGE, escape_markdown
 from lora_ui.identity import runtime
 
 POLL_SECONDS = 3
