@@ -44,7 +44,7 @@ def json_type(value: Any) -> str:
         return "an integer"
     if isinstance(value, float):
         if math.isinf(value):  # 1e400, read by the standard library
-            return "a number too large to represent" if value > 0 else "a negative number too large to represent"
+            return number_text(value)
         # 2.0 and 1e300 are whole, but a JSON integer is written without a point or an exponent.
         if value.is_integer():
             return "a number written with a decimal point or exponent"
