@@ -7,6 +7,7 @@ line is skipped without ever being held whole.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from itertools import chain
@@ -86,10 +87,18 @@ class LineReader:
         # file has (a list saved with `json.dump` is one line), not `line_too_long`.
         self.first_skipped_opens_array: bool | None = None
 
-    def _skipping(self, start: bytes) -> None:
-        """A line over the limit is being skipped; `start` is what of it has been read (more than the limit)."""
-        if self.first_skipped_opens_array is None:
-            self.first_skipped_opens_array = opens_array(start)
+    def _skipping(self, *pieces: bytes, start: int = 0) -> None:
+        """A line over the limit is being skipped; `pieces`, from `start` in the first, are what of it has been read
+        (more than the limit). Only the first such line is looked at, and without joining or copying them."""
+        if self.first_skipped_opens_array is not None:
+            return
+        for piece in pieces:
+            found = _NOT_BLANK.search(piece, start)
+            if found is not None:
+                self.first_skipped_opens_array = found[0] == b"["
+                return
+            start = 0
+        self.first_skipped_opens_array = False
 
     # -- bytes ---------------------------------------------------------------------------------------------------
 
@@ -274,7 +283,7 @@ class LineReader:
                 buffered = len(rest)
             if tail > held_limit:
                 data = b"".join(buffer)
-                self._skipping(data[len(data) - tail :])
+                self._skipping(data, start=len(data) - tail)
                 held = data[: len(data) - tail]
                 buffer, buffered, newlines, tail = [], 0, 0, 0
         if held is not None:
@@ -318,7 +327,7 @@ class LineReader:
                 pending_size += len(tail)
                 if pending_size > held_limit:
                     too_long = True
-                    self._skipping(b"".join(pending) + tail)
+                    self._skipping(*pending, tail)
                     pending = []
                     pending_size = 0
                 else:
@@ -336,9 +345,14 @@ class LineReader:
                 yield number + 1, part
 
 
+# What is not a blank before a line's first character (JSON's other whitespace, \n, ends the line).
+_NOT_BLANK = re.compile(rb"[^ \t\r]")
+
+
 def opens_array(line: bytes) -> bool:
     """Whether a line, past its leading blanks (space, tab, CR), starts a JSON array."""
-    return line.lstrip(b" \t\r")[:1] == b"["
+    found = _NOT_BLANK.search(line)
+    return found is not None and found[0] == b"["
 
 
 def over_limit(line: bytes, limit: int) -> bool:
