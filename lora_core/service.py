@@ -6,6 +6,7 @@ Every function takes the caller's `user_id` and acts only on that user's rows: a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -159,10 +160,8 @@ def storage_user_folder(user_id: str) -> str:
     hex digits of its SHA-256, stable per user. Those ids made every upload fail with "storage unavailable"."""
     data = user_id.encode("utf-8", "surrogatepass")
     if "/" not in user_id and len(data) <= USER_FOLDER_MAX_BYTES:
-        try:
+        with contextlib.suppress(InvalidKey):  # refused: the hashed folder below
             return check_key(user_id)
-        except InvalidKey:
-            pass
     return "u-" + hashlib.sha256(data).hexdigest()[:32]
 
 
